@@ -1,0 +1,277 @@
+"""The NAS-Bench-NLP language model built from a cell recipe.
+
+Embedding -> ``num_layers`` recurrent layers that all use the same cell graph -> decoder tied
+to the embedding (so the last layer's hidden size is the embedding size). Parameter count and
+initialisation follow the benchmark: each linear node is one weight over the concatenation of
+its inputs plus one bias; every cell parameter is uniform(-1/sqrt(H), 1/sqrt(H)) for the
+layer's hidden size H; the embedding is uniform(-0.1, 0.1); the decoder bias is zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .recipe import (
+    ACTIVATIONS,
+    BLEND,
+    LINEAR,
+    PROD,
+    SUM,
+    Recipe,
+    state_index,
+)
+
+_ACTIVATION_FNS = {
+    "activation_tanh": torch.tanh,
+    "activation_sigm": torch.sigmoid,
+    "activation_leaky_relu": nn.functional.leaky_relu,
+}
+assert set(_ACTIVATION_FNS) == set(ACTIVATIONS)
+
+
+@dataclass(frozen=True)
+class ModelSizes:
+    """Every size of the language model (benchmark defaults)."""
+
+    vocab_size: int = 33278
+    embedding_size: int = 400
+    hidden_size: int = 600
+    num_layers: int = 3
+    tied: bool = True
+
+    def layer_sizes(self) -> list[tuple[int, int]]:
+        """(input size, hidden size) of each layer."""
+        sizes = []
+        for layer in range(self.num_layers):
+            inp = self.embedding_size if layer == 0 else self.hidden_size
+            last = layer == self.num_layers - 1
+            hid = self.embedding_size if (last and self.tied) else self.hidden_size
+            sizes.append((inp, hid))
+        return sizes
+
+
+class RecipeCell(nn.Module):
+    """One recurrent layer running a recipe over a sequence.
+
+    ``forward`` is the fast path: input-to-hidden products of all steps are one matrix
+    multiply before the recurrence, and each state's products with every linear node that
+    reads it are one multiply per step. ``step`` interprets the graph node by node and is the
+    reference the fast path is tested against.
+    """
+
+    def __init__(self, recipe: Recipe, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.recipe = recipe
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_states = recipe.num_states
+        self.order = recipe.topological_order
+        graph = recipe.node_map
+        self.linear_nodes = [n for n in self.order if graph[n].op == LINEAR]
+        self.linears = nn.ModuleList(
+            nn.Linear(sum(self._width(i) for i in graph[n].inputs), hidden_size)
+            for n in self.linear_nodes
+        )
+        self._linear_index = {n: j for j, n in enumerate(self.linear_nodes)}
+        self.reset_parameters()
+
+    def _width(self, name: str) -> int:
+        return self.input_size if name == "x" else self.hidden_size
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def _column_slices(self, node: str) -> dict[str, slice]:
+        out, start = {}, 0
+        for name in self.recipe.node_map[node].inputs:
+            w = self._width(name)
+            out[name] = slice(start, start + w)
+            start += w
+        return out
+
+    def initial_state(self, batch_size: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(
+            like.new_zeros(batch_size, self.hidden_size) for _ in range(self.num_states)
+        )
+
+    # ------------------------------------------------------------------ reference path
+    def step(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, ...]:
+        """One time step, interpreted node by node."""
+        values: dict[str, torch.Tensor] = {"x": x}
+        values.update({f"h_prev_{i}": s for i, s in enumerate(state)})
+        for name in self.order:
+            node = self.recipe.node_map[name]
+            ins = [values[i] for i in node.inputs]
+            values[name] = _apply(node.op, ins, self, name)
+        return tuple(values[f"h_new_{i}"] for i in range(self.num_states))
+
+    # ------------------------------------------------------------------ fast path
+    def forward(
+        self,
+        x: torch.Tensor,
+        state: tuple[torch.Tensor, ...] | None = None,
+        record_entering: bool = False,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor | None]:
+        """Run the whole sequence ``x`` of shape (T, B, input_size).
+
+        Returns the outputs (T, B, H), the final state, and, with ``record_entering``, the
+        first state element entering the cell at every step, (T, B, H).
+        """
+        steps, batch = x.shape[0], x.shape[1]
+        if state is None:
+            state = self.initial_state(batch, x)
+        graph = self.recipe.node_map
+        hsz = self.hidden_size
+
+        # Input-to-hidden products (with the biases) of all steps in one multiply.
+        x_nodes = [n for n in self.linear_nodes if "x" in graph[n].inputs]
+        pre_x: dict[str, torch.Tensor] = {}
+        if x_nodes:
+            weights = [self._weight_cols(n, "x") for n in x_nodes]
+            biases = [self.linears[self._linear_index[n]].bias for n in x_nodes]
+            pre = torch.addmm(
+                torch.cat(biases), x.reshape(steps * batch, -1), torch.cat(weights).t()
+            ).view(steps, batch, len(x_nodes), hsz)
+            pre_x = {n: pre[:, :, j] for j, n in enumerate(x_nodes)}
+
+        # For each state element, the stacked weights of all linear nodes that read it.
+        state_readers: list[tuple[list[str], torch.Tensor]] = []
+        for i in range(self.num_states):
+            readers = [n for n in self.linear_nodes if f"h_prev_{i}" in graph[n].inputs]
+            w = torch.cat([self._weight_cols(n, f"h_prev_{i}") for n in readers]).t() if readers else None
+            state_readers.append((readers, w))
+        inner_cols = {
+            n: [
+                (i, self._weight_cols(n, i).t())
+                for i in graph[n].inputs
+                if i != "x" and state_index(i) is None
+            ]
+            for n in self.linear_nodes
+        }
+        plain_bias = {
+            n: self.linears[self._linear_index[n]].bias
+            for n in self.linear_nodes
+            if n not in pre_x
+        }
+
+        outputs = []
+        entering = [] if record_entering else None
+        for t in range(steps):
+            if entering is not None:
+                entering.append(state[0])
+            acc: dict[str, torch.Tensor] = {}
+            for i, (readers, w) in enumerate(state_readers):
+                if readers:
+                    prod = (state[i] @ w).view(batch, len(readers), hsz)
+                    for j, n in enumerate(readers):
+                        acc[n] = prod[:, j] if n not in acc else acc[n] + prod[:, j]
+            values: dict[str, torch.Tensor] = {f"h_prev_{i}": s for i, s in enumerate(state)}
+            for name in self.order:
+                node = graph[name]
+                if node.op == LINEAR:
+                    total = pre_x[name][t] if name in pre_x else plain_bias[name]
+                    if name in acc:
+                        total = total + acc[name]
+                    for inp, w in inner_cols[name]:
+                        total = torch.addmm(total, values[inp], w)
+                    values[name] = total
+                else:
+                    values[name] = _apply(node.op, [values[i] for i in node.inputs], self, name)
+            state = tuple(values[f"h_new_{i}"] for i in range(self.num_states))
+            outputs.append(state[0])
+        recorded = torch.stack(entering) if entering is not None else None
+        return torch.stack(outputs), state, recorded
+
+    def _weight_cols(self, node: str, inp: str) -> torch.Tensor:
+        lin = self.linears[self._linear_index[node]]
+        return lin.weight[:, self._column_slices(node)[inp]]
+
+
+def _apply(op: str, ins: list[torch.Tensor], cell: RecipeCell, name: str) -> torch.Tensor:
+    if op == LINEAR:
+        lin = cell.linears[cell._linear_index[name]]
+        return lin(torch.cat(ins, dim=-1) if len(ins) > 1 else ins[0])
+    if op == BLEND:
+        z, a, b = ins
+        return z * a + (1 - z) * b
+    if op == PROD:
+        out = ins[0]
+        for t in ins[1:]:
+            out = out * t
+        return out
+    if op == SUM:
+        out = ins[0]
+        for t in ins[1:]:
+            out = out + t
+        return out
+    return _ACTIVATION_FNS[op](ins[0])
+
+
+class RNNLanguageModel(nn.Module):
+    """Embedding -> stacked recipe cells -> tied decoder, as in NAS-Bench-NLP."""
+
+    def __init__(
+        self, recipe: Recipe, sizes: ModelSizes, device: torch.device | str | None = None
+    ) -> None:
+        super().__init__()
+        self.recipe = recipe
+        self.sizes = sizes
+        last_hidden = sizes.layer_sizes()[-1][1]
+        if sizes.tied and last_hidden != sizes.embedding_size:
+            raise ValueError("tied weights need the last hidden size to equal E")
+        # Allocate without torch's default initialisation (it would be overwritten anyway,
+        # and on a 33k x 400 embedding it costs more than scoring a cell).
+        with torch.device("meta"):
+            self.encoder = nn.Embedding(sizes.vocab_size, sizes.embedding_size)
+            self.layers = nn.ModuleList(
+                RecipeCell(recipe, inp, hid) for inp, hid in sizes.layer_sizes()
+            )
+            self.decoder = nn.Linear(last_hidden, sizes.vocab_size)
+        self.to_empty(device=device or "cpu")
+        if sizes.tied:
+            self.decoder.weight = self.encoder.weight
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The benchmark's initialisation, drawn from torch's current RNG state."""
+        nn.init.uniform_(self.encoder.weight, -0.1, 0.1)
+        for cell in self.layers:
+            cell.reset_parameters()
+        if not self.sizes.tied:
+            nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+        nn.init.zeros_(self.decoder.bias)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        state: list[tuple[torch.Tensor, ...]] | None = None,
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, ...]]]:
+        """Logits (T, B, V) for tokens (T, B), and the final state of every layer."""
+        h = self.encoder(tokens)
+        new_state = []
+        for layer, cell in enumerate(self.layers):
+            h, s, _ = cell(h, None if state is None else state[layer])
+            new_state.append(s)
+        return self.decoder(h), new_state
+
+    def entering_states(self, tokens: torch.Tensor, num_layers: int) -> list[torch.Tensor]:
+        """The first state element entering each of the first ``num_layers`` cells at every
+        step, each (T, B, H_layer). Layers above ``num_layers`` are not run."""
+        h = self.encoder(tokens)
+        recorded = []
+        for cell in self.layers[:num_layers]:
+            h, _, entering = cell(h, record_entering=True)
+            recorded.append(entering)
+        return recorded
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
