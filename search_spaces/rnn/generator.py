@@ -250,7 +250,9 @@ def _try_mutation(recipe: Recipe, kind: str, rng: np.random.Generator, max_nodes
     else:
         raise ValueError(f"unknown mutation {kind!r}")
     try:
-        child = Recipe.from_dict({n: {"op": v.op, "input": list(v.inputs)} for n, v in graph.items()})
+        child = Recipe.from_dict(
+            {n: {"op": v.op, "input": list(v.inputs)} for n, v in graph.items()}
+        )
     except RecipeError:
         return None
     return child

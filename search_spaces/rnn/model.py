@@ -96,14 +96,10 @@ class RecipeCell(nn.Module):
         return out
 
     def initial_state(self, batch_size: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(
-            like.new_zeros(batch_size, self.hidden_size) for _ in range(self.num_states)
-        )
+        return tuple(like.new_zeros(batch_size, self.hidden_size) for _ in range(self.num_states))
 
     # ------------------------------------------------------------------ reference path
-    def step(
-        self, x: torch.Tensor, state: tuple[torch.Tensor, ...]
-    ) -> tuple[torch.Tensor, ...]:
+    def step(self, x: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         """One time step, interpreted node by node."""
         values: dict[str, torch.Tensor] = {"x": x}
         values.update({f"h_prev_{i}": s for i, s in enumerate(state)})
@@ -146,7 +142,11 @@ class RecipeCell(nn.Module):
         state_readers: list[tuple[list[str], torch.Tensor]] = []
         for i in range(self.num_states):
             readers = [n for n in self.linear_nodes if f"h_prev_{i}" in graph[n].inputs]
-            w = torch.cat([self._weight_cols(n, f"h_prev_{i}") for n in readers]).t() if readers else None
+            w = (
+                torch.cat([self._weight_cols(n, f"h_prev_{i}") for n in readers]).t()
+                if readers
+                else None
+            )
             state_readers.append((readers, w))
         inner_cols = {
             n: [
@@ -157,9 +157,7 @@ class RecipeCell(nn.Module):
             for n in self.linear_nodes
         }
         plain_bias = {
-            n: self.linears[self._linear_index[n]].bias
-            for n in self.linear_nodes
-            if n not in pre_x
+            n: self.linears[self._linear_index[n]].bias for n in self.linear_nodes if n not in pre_x
         }
 
         outputs = []

@@ -271,8 +271,7 @@ class Recipe:
                     consumers[i].append((name, slot))
         for _ in range(len(graph)):
             new = {
-                n: h(label[n], tuple(sorted((label[c], s) for c, s in consumers[n])))
-                for n in graph
+                n: h(label[n], tuple(sorted((label[c], s) for c, s in consumers[n]))) for n in graph
             }
             if len(set(new.values())) == len(set(label.values())):
                 label = new

@@ -1,0 +1,217 @@
+"""Command lines: ``python -m nas_engine.search`` and ``python -m nas_engine.benchmark``.
+
+Parsing turns argv into a typed config; bad input is one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from search_spaces import space_names
+
+from .config import ConfigError, SearchConfig
+from .metrics import get_metric, metric_names
+from .strategies import STRATEGIES
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def add_model_options(parser: argparse.ArgumentParser, defaults_from_logs: bool = False) -> None:
+    d = SearchConfig()
+    group = parser.add_argument_group("model and input sizes")
+    note = " (default: the log's value)" if defaults_from_logs else " (default: %(default)s)"
+    group.add_argument(
+        "--embedding-size",
+        type=_positive_int,
+        default=None if defaults_from_logs else d.embedding_size,
+        help="embedding size E" + note,
+    )
+    group.add_argument(
+        "--hidden-size",
+        type=_positive_int,
+        default=None if defaults_from_logs else d.hidden_size,
+        help="hidden size H" + note,
+    )
+    group.add_argument(
+        "--layers",
+        type=_positive_int,
+        default=None if defaults_from_logs else d.layers,
+        help="number of recurrent layers" + note,
+    )
+    group.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=d.batch_size,
+        help="sequences in the scoring batch, B (default: %(default)s)",
+    )
+    group.add_argument(
+        "--bptt",
+        type=_positive_int,
+        default=d.bptt,
+        help="steps in the scoring batch, T (default: %(default)s)",
+    )
+
+
+def search_parser() -> argparse.ArgumentParser:
+    d = SearchConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m nas_engine.search",
+        description="Training-free neural architecture search: score architectures with a "
+        "training-free metric and rank them.",
+    )
+    p.add_argument(
+        "--space",
+        default=d.space,
+        help=f"search space: {', '.join(space_names())} (default: %(default)s)",
+    )
+    p.add_argument(
+        "--fitness",
+        default=d.fitness,
+        help="metric to maximise, direction applied (default: %(default)s; see --list-metrics)",
+    )
+    p.add_argument(
+        "--metrics",
+        default="",
+        help="extra metrics to record for every architecture, comma-separated",
+    )
+    p.add_argument(
+        "--list-metrics", action="store_true", help="list the metrics with their direction and exit"
+    )
+    p.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default=d.strategy,
+        help="evolution (aging evolution, DEAP tournament selection) or random "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--budget",
+        type=_positive_int,
+        default=d.budget,
+        help="architectures to evaluate (default: %(default)s)",
+    )
+    p.add_argument(
+        "--time-budget",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="also stop proposing after this many seconds",
+    )
+    p.add_argument(
+        "--population",
+        type=_positive_int,
+        default=d.population,
+        help="evolution: population size, also the number of initial random samples "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--tournament",
+        type=_positive_int,
+        default=d.tournament,
+        help="evolution: tournament size (default: %(default)s)",
+    )
+    p.add_argument(
+        "--corpus",
+        default=None,
+        metavar="PATH",
+        help="folder with train/valid/test.txt (or one text file); "
+        "default: an embedded synthetic corpus",
+    )
+    p.add_argument(
+        "--split",
+        choices=("train", "valid", "test"),
+        default=d.split,
+        help="corpus split whose first batch is scored (default: %(default)s, as in the paper)",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="results folder (default: runs/SPACE-FITNESS-STRATEGY-seedS-TIME)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help="seed for the strategy and the network initialisation (default: %(default)s)",
+    )
+    p.add_argument("--device", default=d.device, help="cpu, cuda or auto (default: %(default)s)")
+    p.add_argument(
+        "--top",
+        type=_positive_int,
+        default=d.top_k,
+        dest="top_k",
+        metavar="K",
+        help="architectures in the final table and summary (default: %(default)s)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_model_options(p)
+    return p
+
+
+def _list_metrics(space: str | None) -> str:
+    lines = []
+    for name in metric_names(space):
+        m = get_metric(name)
+        lines.append(f"{name:<16} {m.space:<5} {m.direction:<7} {m.description}")
+    return "\n".join(lines)
+
+
+def search_main(argv: list[str] | None = None) -> int:
+    args = search_parser().parse_args(argv)
+    if args.list_metrics:
+        print(_list_metrics(None))
+        return 0
+    config = SearchConfig(
+        space=args.space,
+        fitness=args.fitness,
+        strategy=args.strategy,
+        budget=args.budget,
+        time_budget=args.time_budget,
+        population=args.population,
+        tournament=args.tournament,
+        seed=args.seed,
+        device=args.device,
+        top_k=args.top_k,
+        out=args.out,
+        corpus=args.corpus,
+        split=args.split,
+        embedding_size=args.embedding_size,
+        hidden_size=args.hidden_size,
+        layers=args.layers,
+        batch_size=args.batch_size,
+        bptt=args.bptt,
+        metrics=tuple(m.strip() for m in args.metrics.split(",") if m.strip()),
+    )
+    from .report import run_with_progress
+
+    try:
+        return run_with_progress(config, progress=not args.no_progress)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: results so far are in the results folder", file=sys.stderr)
+        return EXIT_INTERRUPTED

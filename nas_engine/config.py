@@ -1,0 +1,90 @@
+"""The typed configuration of a search: CLI -> SearchConfig -> engine."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from .scoring import ScoringSetup
+
+
+class ConfigError(ValueError):
+    """Bad input from the user; the message is one line."""
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    space: str = "rnn"
+    fitness: str = "hidden_cov"
+    strategy: str = "evolution"
+    budget: int = 100
+    time_budget: float | None = None
+    population: int = 20
+    tournament: int = 5
+    seed: int = 0
+    device: str = "cpu"
+    top_k: int = 10
+    out: str | None = None
+    corpus: str | None = None
+    split: str = "test"
+    embedding_size: int = 400
+    hidden_size: int = 600
+    layers: int = 3
+    batch_size: int = 50
+    bptt: int = 70
+    metrics: tuple[str, ...] = field(default_factory=tuple)
+    executor: str = "inprocess"
+
+    def validate(self) -> None:
+        positive = {
+            "budget": self.budget,
+            "population": self.population,
+            "tournament": self.tournament,
+            "top_k": self.top_k,
+            "embedding_size": self.embedding_size,
+            "hidden_size": self.hidden_size,
+            "layers": self.layers,
+            "batch_size": self.batch_size,
+            "bptt": self.bptt,
+        }
+        for name, value in positive.items():
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(
+                    f"{name.replace('_', '-')} must be an integer >= 1, got {value!r}"
+                )
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise ConfigError(f"time budget must be > 0 seconds, got {self.time_budget}")
+        if self.strategy == "evolution" and self.population < 2:
+            raise ConfigError("population must be at least 2 for evolution")
+        if self.tournament > self.population:
+            raise ConfigError("tournament size must not exceed the population")
+        if self.batch_size < 2:
+            raise ConfigError("batch size must be at least 2 (correlations need several rows)")
+        if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"unknown device {self.device!r} (known: cpu, cuda, auto)")
+
+    def scored_metrics(self) -> tuple[str, ...]:
+        """The fitness metric first, then any extra metrics, without repeats."""
+        return tuple(dict.fromkeys((self.fitness, *self.metrics)))
+
+    def scoring_setup(self) -> ScoringSetup:
+        return ScoringSetup(
+            space=self.space,
+            metrics=self.scored_metrics(),
+            embedding_size=self.embedding_size,
+            hidden_size=self.hidden_size,
+            num_layers=self.layers,
+            batch_size=self.batch_size,
+            bptt=self.bptt,
+            corpus=self.corpus,
+            split=self.split,
+            seed=self.seed,
+            device=self.device,
+        )
+
+    def identity(self) -> dict:
+        """The settings that define a run's results (a folder holds one such run)."""
+        data = asdict(self)
+        for presentation_only in ("out", "top_k"):
+            data.pop(presentation_only)
+        data["metrics"] = list(self.metrics)
+        return data

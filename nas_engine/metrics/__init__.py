@@ -1,0 +1,15 @@
+"""Training-free metrics, by name. Importing this package registers every metric."""
+
+from . import rnn as _rnn  # noqa: F401  (registers the RNN metrics)
+from .eig import eig_score
+from .registry import Measured, Metric, MetricFailure, get_metric, metric_names, register
+
+__all__ = [
+    "Measured",
+    "Metric",
+    "MetricFailure",
+    "eig_score",
+    "get_metric",
+    "metric_names",
+    "register",
+]

@@ -1,0 +1,68 @@
+"""What the search command shows: a progress bar with the best fitness, and the top table."""
+
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+from tqdm import tqdm
+
+from .config import SearchConfig
+from .engine import SearchOutcome, run_search
+from .result import Result
+
+
+def top_table(results: list[Result], k: int) -> pd.DataFrame:
+    from .engine import top_results
+
+    rows = []
+    for rank, r in enumerate(top_results(results, k), start=1):
+        rows.append(
+            {
+                "rank": rank,
+                "arch_id": r.arch_id,
+                "fitness": r.fitness,
+                **r.metrics,
+                "nodes": len(r.arch),
+                "origin": r.origin.split(":")[0],
+                "seconds": r.seconds,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def run_with_progress(config: SearchConfig, progress: bool = True) -> int:
+    bar = None
+    failures = [0]
+
+    def on_start(corpus: str) -> None:
+        nonlocal bar
+        print(f"corpus: {corpus}", file=sys.stderr)
+        bar = tqdm(total=config.budget, disable=not progress, unit="arch", file=sys.stderr)
+
+    def on_result(result: Result, best: Result | None) -> None:
+        assert bar is not None
+        bar.update(1)
+        failures[0] += not result.ok
+        bar.set_postfix(
+            best=f"{best.fitness:.4g}" if best else "-", failed=failures[0], refresh=False
+        )
+
+    try:
+        outcome: SearchOutcome = run_search(config, on_result=on_result, on_start=on_start)
+    finally:
+        if bar is not None:
+            bar.close()
+    s = outcome.summary
+    print(
+        f"evaluated {s['evaluated']} architectures ({s['ok']} ok, {s['failed']} failed) in "
+        f"{s['total_seconds']:.1f} s; stopped by {s['stopped_by']}"
+    )
+    table = top_table(outcome.results, config.top_k)
+    if len(table):
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(table.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
+    else:
+        print("no architecture was scored successfully")
+    print(f"results: {outcome.out / 'results.jsonl'}\nsummary: {outcome.out / 'summary.json'}")
+    return 0

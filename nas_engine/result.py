@@ -1,0 +1,63 @@
+"""Records of a search: candidates proposed and results reported."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Status = Literal["ok", "failed"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An architecture a strategy proposes: its canonical key, record and where it came from
+    (``sample``, ``preset:NAME`` or ``mutate:KIND:PARENT_KEY``)."""
+
+    key: str
+    arch: Mapping[str, Any]
+    origin: str = "sample"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What scoring one candidate produced (before fitness is assigned)."""
+
+    status: Status
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    details: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Result:
+    """One evaluated architecture. ``fitness`` is maximised; it is None when failed."""
+
+    index: int
+    arch_id: str
+    arch: Mapping[str, Any]
+    origin: str
+    status: Status
+    fitness: float | None
+    metrics: Mapping[str, float]
+    details: Mapping[str, Any]
+    error: str | None
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), allow_nan=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, line: str) -> Result:
+        return cls(**json.loads(line))
+
+
+def finite_or_none(value: float) -> float | None:
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None

@@ -1,0 +1,31 @@
+"""Search strategies, by name."""
+
+from __future__ import annotations
+
+from search_spaces import SearchSpace
+
+from .base import SpaceExhausted, Strategy
+from .evolution import AgingEvolution
+from .random_search import RandomSearch
+
+STRATEGIES = ("evolution", "random")
+
+
+def make_strategy(
+    name: str, space: SearchSpace, seed: int, population_size: int = 20, tournament_size: int = 5
+) -> Strategy:
+    if name == "random":
+        return RandomSearch(space, seed)
+    if name == "evolution":
+        return AgingEvolution(space, seed, population_size, tournament_size)
+    raise KeyError(f"unknown strategy {name!r} (known: {', '.join(STRATEGIES)})")
+
+
+__all__ = [
+    "STRATEGIES",
+    "AgingEvolution",
+    "RandomSearch",
+    "SpaceExhausted",
+    "Strategy",
+    "make_strategy",
+]

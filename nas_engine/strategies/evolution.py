@@ -1,0 +1,91 @@
+"""Regularized (aging) evolution (Real et al. 2019) built on DEAP's tools.
+
+Why aging evolution rather than a (mu + lambda) GA: it proposes one child at a time from the
+current population, so it needs no generation barrier and keeps every worker of a parallel
+executor busy (a result can be told the moment it arrives); removing the oldest member rather
+than the worst regularises against a lucky score, which matters because a training-free
+metric is a noisy proxy. DEAP provides the individuals, tournament selection and statistics.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+from deap import base, creator, tools
+
+from search_spaces import SearchSpace
+
+from ..result import Candidate, Result
+from .base import Strategy
+
+# DEAP's creator classes are made once, at import.
+if not hasattr(creator, "NasFitnessMax"):
+    creator.create("NasFitnessMax", base.Fitness, weights=(1.0,))
+if not hasattr(creator, "NasIndividual"):
+    creator.create("NasIndividual", dict, fitness=creator.NasFitnessMax)
+
+
+@contextmanager
+def _deap_random(rng: random.Random) -> Iterator[None]:
+    """DEAP's operators draw from the ``random`` module; run them on our own seeded stream
+    and leave the global state as it was."""
+    saved = random.getstate()
+    random.setstate(rng.getstate())
+    try:
+        yield
+    finally:
+        rng.setstate(random.getstate())
+        random.setstate(saved)
+
+
+class AgingEvolution(Strategy):
+    name = "evolution"
+
+    def __init__(
+        self, space: SearchSpace, seed: int, population_size: int = 20, tournament_size: int = 5
+    ) -> None:
+        super().__init__(space, seed)
+        if population_size < 2:
+            raise ValueError("population must be at least 2")
+        if not 1 <= tournament_size <= population_size:
+            raise ValueError("tournament size must be between 1 and the population size")
+        self.population_size = population_size
+        self.tournament_size = tournament_size
+        self.population: deque = deque(maxlen=population_size)  # oldest leaves first
+        self._selection_rng = random.Random(int(np.random.default_rng(seed).integers(2**32)))
+        self._asked = 0
+        self._told = 0
+        self.logbook = tools.Logbook()
+        self._statistics = tools.Statistics(key=lambda ind: ind.fitness.values[0])
+        for name, fn in (("max", np.max), ("avg", np.mean), ("min", np.min)):
+            self._statistics.register(name, fn)
+
+    def _propose(self) -> tuple[Any, str]:
+        self._asked += 1
+        if self._asked <= self.population_size or len(self.population) < 2:
+            return self.space.sample(self.rng), "sample"
+        with _deap_random(self._selection_rng):
+            (parent,) = tools.selTournament(
+                list(self.population),
+                k=1,
+                tournsize=min(self.tournament_size, len(self.population)),
+            )
+        child, change = self.space.mutate(parent["arch"], self.rng)
+        return child, f"mutate:{change}:{parent['key']}"
+
+    def tell(self, candidate: Candidate, result: Result) -> None:
+        self._told += 1
+        if result.ok and result.fitness is not None:
+            ind = creator.NasIndividual(key=candidate.key, arch=self.space.validate(candidate.arch))
+            ind.fitness.values = (result.fitness,)
+            self.population.append(ind)
+        if self._told % self.population_size == 0 and self.population:
+            self.logbook.record(evaluated=self._told, **self._statistics.compile(self.population))
+
+    def stats(self) -> dict:
+        return {"population": list(self.logbook)}
