@@ -215,3 +215,71 @@ def search_main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: results so far are in the results folder", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def benchmark_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m nas_engine.benchmark",
+        description="Score benchmark architectures and correlate each metric with trained results.",
+    )
+    sub = p.add_subparsers(dest="benchmark", required=True)
+    nb = sub.add_parser(
+        "nbnlp",
+        help="NAS-Bench-NLP logs: correlate metrics with the final test loss",
+        description="Score every OK architecture of NAS-Bench-NLP training logs and correlate "
+        "each metric with the final test loss (last element of test_losses).",
+    )
+    nb.add_argument(
+        "--logs",
+        required=True,
+        metavar="PATH",
+        help="a zip of logs or a folder of the benchmark's JSON files",
+    )
+    nb.add_argument(
+        "--corpus",
+        default=None,
+        metavar="PATH",
+        help="text scored as input (folder or file); default: the embedded synthetic corpus",
+    )
+    nb.add_argument(
+        "--split",
+        choices=("train", "valid", "test"),
+        default="test",
+        help="corpus split whose first batch is scored (default: %(default)s)",
+    )
+    nb.add_argument(
+        "--metrics",
+        default="hidden_cov,params",
+        help="comma-separated metrics (default: %(default)s); 'all' for every RNN metric",
+    )
+    nb.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="only the first N logs (sorted by file name)",
+    )
+    nb.add_argument(
+        "--out", default=None, metavar="DIR", help="output folder (default: runs/nbnlp-TIME)"
+    )
+    nb.add_argument(
+        "--seed", type=int, default=0, help="network initialisation seed (default: %(default)s)"
+    )
+    nb.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: %(default)s)")
+    nb.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_model_options(nb, defaults_from_logs=True)
+    return p
+
+
+def benchmark_main(argv: list[str] | None = None) -> int:
+    args = benchmark_parser().parse_args(argv)
+    from .nbnlp_report import run_nbnlp
+
+    try:
+        return run_nbnlp(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

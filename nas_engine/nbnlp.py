@@ -1,0 +1,219 @@
+"""NAS-Bench-NLP training logs: reading them, and correlating metrics with trained loss."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .corpus import Corpus
+from .result import Candidate
+from .scoring import Scorer, ScoringSetup
+
+
+class LogsError(ValueError):
+    """Logs that cannot be read; one line for the user."""
+
+
+@dataclass(frozen=True)
+class TrainingLog:
+    """One NAS-Bench-NLP run, as the benchmark logs it."""
+
+    name: str
+    recipe_json: str
+    status: str
+    embedding_size: int
+    hidden_size: int
+    num_layers: int
+    num_params: int
+    test_losses: tuple[float, ...]
+    val_losses: tuple[float, ...]
+    wall_times: tuple[float, ...]
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.status == "OK" and bool(self.test_losses) and math.isfinite(self.final_test_loss)
+        )
+
+    @property
+    def final_test_loss(self) -> float:
+        return self.test_losses[-1] if self.test_losses else math.nan
+
+    @classmethod
+    def from_dict(cls, name: str, d: dict) -> TrainingLog:
+        try:
+            return cls(
+                name=name,
+                recipe_json=d["recepie"],
+                status=str(d["status"]),
+                embedding_size=int(d["emsize"]),
+                hidden_size=int(d["nhid"]),
+                num_layers=int(d["nlayers"]),
+                num_params=int(d["num_params"]),
+                test_losses=tuple(float(v) for v in d.get("test_losses") or ()),
+                val_losses=tuple(float(v) for v in d.get("val_losses") or ()),
+                wall_times=tuple(float(v) for v in d.get("wall_times") or ()),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LogsError(f"{name}: not a NAS-Bench-NLP log ({exc!r})") from None
+
+
+def _json_files(path: Path) -> Iterator[tuple[str, bytes]]:
+    if path.is_dir():
+        for file in sorted(path.rglob("*.json")):
+            yield file.name, file.read_bytes()
+    elif zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            for name in sorted(z.namelist()):
+                if name.endswith(".json"):
+                    yield name.rsplit("/", 1)[-1], z.read(name)
+    elif path.suffix == ".json":
+        yield path.name, path.read_bytes()
+    else:
+        raise LogsError(f"{str(path)!r} is neither a zip, a folder nor a .json file")
+
+
+def read_logs(path: str | Path) -> list[TrainingLog]:
+    """All logs in a zip, a folder of JSON files, or one JSON file (sorted by file name)."""
+    root = Path(path)
+    if not root.exists():
+        raise LogsError(f"logs path {str(root)!r} does not exist")
+    logs = []
+    for name, raw in _json_files(root):
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise LogsError(f"{name}: invalid JSON ({exc})") from None
+        logs.append(TrainingLog.from_dict(name, data))
+    if not logs:
+        raise LogsError(f"no NAS-Bench-NLP logs found in {str(root)!r}")
+    return logs
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    metrics: tuple[str, ...] = ("hidden_cov", "params")
+    embedding_size: int | None = None  # None: each log's own size
+    hidden_size: int | None = None
+    num_layers: int | None = None
+    batch_size: int = 50
+    bptt: int = 70
+    split: str = "test"
+    seed: int = 0
+    device: str = "cpu"
+
+
+def score_logs(
+    logs: list[TrainingLog],
+    corpus: Corpus,
+    settings: BenchmarkSettings,
+    on_progress: Callable[[], None] | None = None,
+) -> pd.DataFrame:
+    """One row per OK log: the final test loss and, per metric, its value (NaN when it
+    failed), its error and its seconds. Each metric is scored on its own, so its seconds are
+    what that metric alone costs (model build, passes and computation)."""
+    scorers: dict[tuple, Scorer] = {}
+
+    def scorer_for(log: TrainingLog, metric: str) -> Scorer:
+        sizes = (
+            settings.embedding_size or log.embedding_size,
+            settings.hidden_size or log.hidden_size,
+            settings.num_layers or log.num_layers,
+        )
+        key = (metric, *sizes)
+        if key not in scorers:
+            setup = ScoringSetup(
+                metrics=(metric,),
+                embedding_size=sizes[0],
+                hidden_size=sizes[1],
+                num_layers=sizes[2],
+                batch_size=settings.batch_size,
+                bptt=settings.bptt,
+                split=settings.split,
+                seed=settings.seed,
+                device=settings.device,
+            )
+            scorers[key] = Scorer(setup, corpus)
+        return scorers[key]
+
+    rows = []
+    for log in logs:
+        if not log.ok:
+            continue
+        recipe = json.loads(log.recipe_json)
+        row: dict = {
+            "log": log.name,
+            "num_params": log.num_params,
+            "test_loss": log.final_test_loss,
+        }
+        for metric in settings.metrics:
+            evaluation = scorer_for(log, metric).score(Candidate("", recipe))
+            row[metric] = evaluation.metrics.get(metric, math.nan)
+            row[f"{metric}_error"] = evaluation.error or ""
+            row[f"{metric}_seconds"] = evaluation.seconds
+            row.update({k: v for k, v in evaluation.details.items()})
+        rows.append(row)
+        if on_progress is not None:
+            on_progress()
+    return pd.DataFrame(rows)
+
+
+def correlations(scores: pd.DataFrame, metrics: tuple[str, ...], target: str = "test_loss") -> dict:
+    """Kendall tau and Spearman rho of each metric (sign as defined) with ``target``."""
+    out = {}
+    for metric in metrics:
+        values = scores[metric].to_numpy(dtype=float)
+        finite = np.isfinite(values)
+        x, y = values[finite], scores[target].to_numpy(dtype=float)[finite]
+        tau = stats.kendalltau(x, y).statistic if len(x) > 1 else math.nan
+        rho = stats.spearmanr(x, y).statistic if len(x) > 1 else math.nan
+        seconds = scores[f"{metric}_seconds"].to_numpy(dtype=float)
+        out[metric] = {
+            "kendall_tau": None if math.isnan(tau) else float(tau),
+            "spearman_rho": None if math.isnan(rho) else float(rho),
+            "n": int(finite.sum()),
+            "failed": int((~finite).sum()),
+            "seconds_per_arch": float(statistics.median(seconds)) if len(seconds) else None,
+        }
+    return out
+
+
+def scatter_plots(
+    scores: pd.DataFrame, corr: dict, out_dir: Path, target: str = "test_loss"
+) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for metric, c in corr.items():
+        values = scores[metric].to_numpy(dtype=float)
+        finite = np.isfinite(values)
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.scatter(values[finite], scores[target][finite], s=8, alpha=0.6)
+        if finite.any() and np.nanmax(np.abs(values[finite])) > 1e4:
+            ax.set_xscale("symlog")
+        ax.set_xlabel(metric)
+        ax.set_ylabel(f"final {target.replace('_', ' ')}")
+        tau = c["kendall_tau"]
+        ax.set_title(
+            f"{metric}: tau = {tau:.3f} (n = {c['n']}, failed {c['failed']})"
+            if tau is not None
+            else metric
+        )
+        fig.tight_layout()
+        path = out_dir / f"scatter_{metric}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths

@@ -1,0 +1,104 @@
+"""The ``nbnlp`` benchmark command: score logs, print the table, write the files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from .config import ConfigError
+from .corpus import CorpusError, embedded_corpus, first_batch, load_corpus
+from .metrics import metric_names
+from .nbnlp import BenchmarkSettings, LogsError, correlations, read_logs, scatter_plots, score_logs
+from .scoring import resolve_device
+
+
+def run_nbnlp(args: argparse.Namespace) -> int:
+    names = (
+        metric_names("rnn")
+        if args.metrics.strip() == "all"
+        else [m.strip() for m in args.metrics.split(",") if m.strip()]
+    )
+    known = metric_names("rnn")
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"unknown metric {name!r} (known: {', '.join(known)})")
+    if not names:
+        raise ConfigError("--metrics names no metric")
+    try:
+        resolve_device(args.device)
+    except (ValueError, RuntimeError) as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        logs = read_logs(args.logs)
+    except LogsError as exc:
+        raise ConfigError(str(exc)) from None
+    if args.limit is not None:
+        logs = logs[: args.limit]
+    try:
+        corpus = load_corpus(args.corpus, args.split) if args.corpus else embedded_corpus()
+        first_batch(corpus.split(args.split), args.batch_size, args.bptt)
+    except CorpusError as exc:
+        raise ConfigError(str(exc)) from None
+    out = Path(args.out or f"runs/nbnlp-{datetime.now():%Y%m%d-%H%M%S}")
+    if out.exists() and (out / "correlations.json").exists():
+        raise ConfigError(f"--out {str(out)!r} already holds benchmark results; choose a new --out")
+
+    settings = BenchmarkSettings(
+        metrics=tuple(names),
+        embedding_size=args.embedding_size,
+        hidden_size=args.hidden_size,
+        num_layers=args.layers,
+        batch_size=args.batch_size,
+        bptt=args.bptt,
+        split=args.split,
+        seed=args.seed,
+        device=args.device,
+    )
+    ok = [log for log in logs if log.ok]
+    print(f"corpus: {corpus.description}", file=sys.stderr)
+    print(
+        f"logs: {len(logs)} read, {len(ok)} OK, {len(logs) - len(ok)} skipped (status not OK)",
+        file=sys.stderr,
+    )
+    started = time.perf_counter()
+    with tqdm(total=len(ok), unit="arch", disable=args.no_progress, file=sys.stderr) as bar:
+        scores = score_logs(logs, corpus, settings, on_progress=lambda: bar.update(1))
+    corr = correlations(scores, settings.metrics)
+
+    out.mkdir(parents=True, exist_ok=True)
+    scores.to_csv(out / "scores.csv", index=False)
+    (out / "correlations.json").write_text(json.dumps(corr, indent=2) + "\n")
+    meta = {
+        "logs": str(args.logs),
+        "logs_read": len(logs),
+        "logs_ok": len(ok),
+        "corpus": corpus.description,
+        "settings": settings.__dict__,
+        "total_seconds": round(time.perf_counter() - started, 2),
+    }
+    (out / "run.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    plots = scatter_plots(scores, corr, out)
+
+    table = pd.DataFrame(
+        [
+            {
+                "metric": m,
+                "n": c["n"],
+                "failed": c["failed"],
+                "kendall_tau": c["kendall_tau"],
+                "spearman_rho": c["spearman_rho"],
+                "seconds_per_arch": c["seconds_per_arch"],
+            }
+            for m, c in corr.items()
+        ]
+    )
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"wrote {out / 'correlations.json'}, {out / 'scores.csv'} and {len(plots)} plots")
+    return 0
