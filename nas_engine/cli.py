@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from search_spaces import space_names
 
@@ -16,6 +17,13 @@ from .strategies import STRATEGIES
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (no usage block), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _positive_int(text: str) -> int:
@@ -76,7 +84,7 @@ def add_model_options(parser: argparse.ArgumentParser, defaults_from_logs: bool 
 
 def search_parser() -> argparse.ArgumentParser:
     d = SearchConfig()
-    p = argparse.ArgumentParser(
+    p = _OneLineParser(
         prog="python -m nas_engine.search",
         description="Training-free neural architecture search: score architectures with a "
         "training-free metric and rank them.",
@@ -218,7 +226,7 @@ def search_main(argv: list[str] | None = None) -> int:
 
 
 def benchmark_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _OneLineParser(
         prog="python -m nas_engine.benchmark",
         description="Score benchmark architectures and correlate each metric with trained results.",
     )

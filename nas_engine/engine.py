@@ -17,6 +17,7 @@ from .executors import Executor, make_executor
 from .fitness import Fitness
 from .metrics import metric_names
 from .result import Candidate, Evaluation, Result
+from .scoring import resolve_device
 from .storage import RunFolderError, RunStore
 from .strategies import STRATEGIES, SpaceExhausted, make_strategy
 
@@ -71,6 +72,10 @@ def prepare(config: SearchConfig) -> _Prepared:
             raise ConfigError(
                 f"{name} needs at least {name[-1]} layers, the model has {config.layers}"
             )
+    try:
+        resolve_device(config.device)
+    except (ValueError, RuntimeError) as exc:
+        raise ConfigError(str(exc)) from None
     setup = config.scoring_setup()
     try:
         corpus = setup.load_corpus()

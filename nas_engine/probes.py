@@ -32,13 +32,12 @@ class RNNProbe:
 
     @cached_property
     def model(self) -> RNNLanguageModel:
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        # Weights are drawn on the CPU generator whatever the device, so an architecture
+        # gets the same network, and the same score up to rounding, on CPU and GPU.
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            if self.device.type == "cuda":
-                torch.cuda.manual_seed(self.seed)
-            model = RNNLanguageModel(self.recipe, self.sizes, device=self.device)
-        return model.eval()
+            model = RNNLanguageModel(self.recipe, self.sizes, device="cpu")
+        return model.to(self.device).eval()
 
     @cached_property
     def param_count(self) -> int:

@@ -85,7 +85,7 @@ class Recipe:
             if not isinstance(spec, Mapping) or "op" not in spec or "input" not in spec:
                 raise RecipeError(f"node {name!r}: expected {{'op': ..., 'input': [...]}}")
             inputs = spec["input"]
-            if isinstance(inputs, str) or not all(isinstance(i, str) for i in inputs):
+            if not isinstance(inputs, (list, tuple)) or not all(isinstance(i, str) for i in inputs):
                 raise RecipeError(f"node {name!r}: 'input' must be a list of node names")
             nodes.append((str(name), Node(str(spec["op"]), tuple(inputs))))
         recipe = cls(tuple(nodes))
@@ -221,13 +221,24 @@ class Recipe:
         depth: dict[str, int] = {}
         for name in self.topological_order:
             depth[name] = 1 + max((depth.get(i, 0) for i in self.node_map[name].inputs), default=0)
-        internal = sorted(
-            (n for n, _ in self.nodes if n not in fixed), key=lambda n: (depth[n], labels[n])
-        )
-        rename = {n: f"n{i}" for i, n in enumerate(internal)}
+        rename: dict[str, str] = {}
 
         def new(n: str) -> str:
             return rename.get(n, n)
+
+        def renamed_inputs(n: str) -> tuple[str, ...]:
+            node = self.node_map[n]
+            ins = tuple(new(i) for i in node.inputs)
+            return tuple(sorted(ins)) if node.op in COMMUTATIVE_OPS else ins
+
+        # Name level by level; within a level, ties of structural label are broken by the
+        # new names of the inputs (all on lower levels, so already named). Nodes that still
+        # tie read the same inputs and are interchangeable, so their order cannot matter.
+        internal = [n for n, _ in self.nodes if n not in fixed]
+        for level in sorted({depth[n] for n in internal}):
+            at_level = [n for n in internal if depth[n] == level]
+            for n in sorted(at_level, key=lambda n: (labels[n], renamed_inputs(n))):
+                rename[n] = f"n{len(rename)}"
 
         out = []
         for name in self.topological_order:

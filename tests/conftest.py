@@ -1,0 +1,32 @@
+"""Shared fixtures for the nas-engine test suite."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
+
+# Nothing of hypothesis's in the repository (no example database, no caches); property tests
+# draw fresh examples on every run.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "nas-engine-tests-hypothesis")
+settings.register_profile("nas-engine", database=None, deadline=None)
+settings.load_profile("nas-engine")
+
+# Let test modules import the helpers module next to them.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture
+def float64_default():
+    """Build models in float64 inside the test; restore the default dtype afterwards."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)

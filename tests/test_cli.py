@@ -1,0 +1,193 @@
+"""The search command line, end to end in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import PTB_DIR, REPO_ROOT, require
+
+TINY_ARGS = [
+    "--hidden-size",
+    "16",
+    "--embedding-size",
+    "16",
+    "--batch-size",
+    "8",
+    "--bptt",
+    "10",
+]
+OPTIONS = [
+    "--space",
+    "--fitness",
+    "--strategy",
+    "--budget",
+    "--population",
+    "--corpus",
+    "--out",
+    "--seed",
+    "--device",
+    "--top",
+    "--embedding-size",
+    "--hidden-size",
+    "--layers",
+    "--batch-size",
+    "--bptt",
+    "--time-budget",
+]
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "nas_engine.search", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    out = tmp_path_factory.mktemp("cli") / "run"
+    proc = run_cli(
+        "--budget", "6", "--population", "3", "--tournament", "2", "--top", "4",
+        "--out", str(out), "--seed", "0", *TINY_ARGS,
+    )  # fmt: skip
+    return proc, out
+
+
+def test_search_runs_and_prints_the_top_table(finished_run) -> None:
+    proc, out = finished_run
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 6
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["evaluated"] == 6
+    top_ids = [t["arch_id"] for t in summary["top"]]
+    assert 1 <= len(top_ids) <= 4
+    lines = proc.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if "arch_id" in line)
+    assert "rank" in lines[header] and "fitness" in lines[header]
+    table = lines[header + 1 : header + 1 + len(top_ids)]
+    # The table lists the top architectures in rank order.
+    assert [next(w for w in row.split() if w in top_ids) for row in table] == top_ids
+    assert str(out / "results.jsonl") in proc.stdout
+    assert "evaluated 6 architectures" in proc.stdout
+
+
+def test_out_holding_a_different_run(finished_run) -> None:
+    _, out = finished_run
+    before = snapshot(out)
+    proc = run_cli(
+        "--budget", "6", "--population", "3", "--tournament", "2", "--top", "4",
+        "--out", str(out), "--seed", "1", *TINY_ARGS,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "different run")
+    assert "seed" in proc.stderr
+    assert snapshot(out) == before
+
+
+def test_out_holding_the_same_run(finished_run) -> None:
+    _, out = finished_run
+    before = snapshot(out)
+    proc = run_cli(
+        "--budget", "6", "--population", "3", "--tournament", "2", "--top", "4",
+        "--out", str(out), "--seed", "0", *TINY_ARGS,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "already holds this run")
+    assert snapshot(out) == before
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def test_help_mentions_every_option() -> None:
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for option in OPTIONS:
+        assert option in proc.stdout, option
+    assert "--list-metrics" in proc.stdout
+
+
+def test_list_metrics() -> None:
+    proc = run_cli("--list-metrics")
+    assert proc.returncode == 0, proc.stderr
+    names = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
+    assert {"hidden_cov", "params", "hidden_cov_l2"} <= names
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--space", "cnn"], ["unknown space 'cnn'", "rnn"]),
+        (["--fitness", "accuracy"], ["unknown metric 'accuracy'", "hidden_cov", "params"]),
+        (["--budget", "0"], ["--budget"]),
+        (["--budget", "many"], ["--budget"]),
+        (["--strategy", "annealing"], ["--strategy"]),
+        (["--corpus", "no/such/folder"], ["does not exist"]),
+        (["--population", "2", "--tournament", "5"], ["tournament"]),
+    ],
+    ids=["space", "fitness", "budget0", "budget-text", "strategy", "corpus-missing", "tourn"],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path: Path, args: list[str], needles) -> None:
+    out = tmp_path / "run"
+    budget = [] if "--budget" in args else ["--budget", "2"]
+    proc = run_cli(*args, *budget, "--out", str(out), *TINY_ARGS)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert_one_line_error(proc, *needles)
+    assert not out.exists()
+
+
+def test_corpus_with_empty_test_split(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "test.txt").write_text("")
+    (corpus / "valid.txt").write_text("some words here\n")
+    out = tmp_path / "run"
+    proc = run_cli("--corpus", str(corpus), "--budget", "2", "--out", str(out), *TINY_ARGS)
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "empty")
+    assert not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is available here")
+def test_cuda_without_a_gpu_is_bad_input(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = run_cli("--device", "cuda", "--budget", "2", "--out", str(out), *TINY_ARGS)
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "CUDA")
+    assert not out.exists()
+
+
+def test_search_on_penn_treebank(tmp_path: Path) -> None:
+    ptb = require(PTB_DIR)
+    out = tmp_path / "run"
+    proc = run_cli(
+        "--corpus", str(ptb), "--strategy", "random", "--budget", "3",
+        "--fitness", "params", "--out", str(out), "--no-progress", *TINY_ARGS,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["evaluated"] == 3 and summary["ok"] == 3
+    assert "text corpus" in summary["corpus"]
+    assert "synthetic" not in summary["corpus"]
