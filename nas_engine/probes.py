@@ -11,8 +11,8 @@ from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel, count_parame
 
 class RNNProbe:
     """What the RNN metrics read. The model is built lazily from ``seed`` (without touching
-    torch's global RNG state) and passes are run at most once, as deep as the requested
-    metrics need (``depth``)."""
+    torch's global RNG state), only as deep as the requested metrics need (``depth``), and
+    passes are run at most once."""
 
     def __init__(
         self,
@@ -36,7 +36,7 @@ class RNNProbe:
         # gets the same network, and the same score up to rounding, on CPU and GPU.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            model = RNNLanguageModel(self.recipe, self.sizes, device="cpu")
+            model = RNNLanguageModel(self.recipe, self.sizes, "cpu", build_layers=self.depth)
         return model.to(self.device).eval()
 
     @cached_property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import scipy.linalg
 import torch
 
 from .registry import MetricFailure
@@ -31,10 +32,19 @@ def eig_score(rows: torch.Tensor, k: float = EIG_K) -> tuple[float, int]:
     scale = x.abs().amax(dim=1).clamp_min(1.0) * (x.shape[1] ** 0.5)
     constant = spread <= CONSTANT_REL_TOL * scale
     n_constant = int(constant.sum())
-    varying = ~constant
-    z = centred[varying] / spread[varying, None]
-    eig = torch.linalg.eigvalsh(z @ z.T) if z.shape[0] else z.new_zeros(0)
+    if n_constant:
+        centred, spread = centred[~constant], spread[~constant]
+    z = centred / spread[:, None]
+    eig = _eigvalsh(z @ z.T) if z.shape[0] else z.new_zeros(0)
     # Eigenvalues of a correlation matrix are >= 0; rounding can push them just below.
     eig = torch.cat([eig.clamp_min(0.0), eig.new_zeros(n_constant)])
     score = -(torch.log(eig + k) + 1.0 / (eig + k)).sum()
     return float(score), n_constant
+
+
+def _eigvalsh(sym: torch.Tensor) -> torch.Tensor:
+    # On the CPU LAPACK's divide-and-conquer driver is about twice as fast as torch's
+    # default for a 600 x 600 matrix; on a GPU torch's solver keeps the data on the device.
+    if sym.device.type == "cpu":
+        return torch.from_numpy(scipy.linalg.eigvalsh(sym.numpy(), driver="evd"))
+    return torch.linalg.eigvalsh(sym)

@@ -217,8 +217,15 @@ class RNNLanguageModel(nn.Module):
     """Embedding -> stacked recipe cells -> tied decoder, as in NAS-Bench-NLP."""
 
     def __init__(
-        self, recipe: Recipe, sizes: ModelSizes, device: torch.device | str | None = None
+        self,
+        recipe: Recipe,
+        sizes: ModelSizes,
+        device: torch.device | str | None = None,
+        build_layers: int | None = None,
     ) -> None:
+        """``build_layers``: build only the embedding and the first layers (no decoder), for
+        probes that read no deeper. Their weights equal the full model's: they are drawn
+        first, in the same order."""
         super().__init__()
         self.recipe = recipe
         self.sizes = sizes
@@ -227,14 +234,14 @@ class RNNLanguageModel(nn.Module):
             raise ValueError("tied weights need the last hidden size to equal E")
         # Allocate without torch's default initialisation (it would be overwritten anyway,
         # and on a 33k x 400 embedding it costs more than scoring a cell).
+        layer_sizes = sizes.layer_sizes()[:build_layers]
+        self.complete = len(layer_sizes) == sizes.num_layers
         with torch.device("meta"):
             self.encoder = nn.Embedding(sizes.vocab_size, sizes.embedding_size)
-            self.layers = nn.ModuleList(
-                RecipeCell(recipe, inp, hid) for inp, hid in sizes.layer_sizes()
-            )
-            self.decoder = nn.Linear(last_hidden, sizes.vocab_size)
+            self.layers = nn.ModuleList(RecipeCell(recipe, inp, hid) for inp, hid in layer_sizes)
+            self.decoder = nn.Linear(last_hidden, sizes.vocab_size) if self.complete else None
         self.to_empty(device=device or "cpu")
-        if sizes.tied:
+        if sizes.tied and self.decoder is not None:
             self.decoder.weight = self.encoder.weight
         self.reset_parameters()
 
@@ -243,9 +250,10 @@ class RNNLanguageModel(nn.Module):
         nn.init.uniform_(self.encoder.weight, -0.1, 0.1)
         for cell in self.layers:
             cell.reset_parameters()
-        if not self.sizes.tied:
-            nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
-        nn.init.zeros_(self.decoder.bias)
+        if self.decoder is not None:
+            if not self.sizes.tied:
+                nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+            nn.init.zeros_(self.decoder.bias)
 
     def forward(
         self,
@@ -253,6 +261,8 @@ class RNNLanguageModel(nn.Module):
         state: list[tuple[torch.Tensor, ...]] | None = None,
     ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, ...]]]:
         """Logits (T, B, V) for tokens (T, B), and the final state of every layer."""
+        if self.decoder is None:
+            raise RuntimeError("this model was built with only its first layers")
         h = self.encoder(tokens)
         new_state = []
         for layer, cell in enumerate(self.layers):
@@ -263,6 +273,8 @@ class RNNLanguageModel(nn.Module):
     def entering_states(self, tokens: torch.Tensor, num_layers: int) -> list[torch.Tensor]:
         """The first state element entering each of the first ``num_layers`` cells at every
         step, each (T, B, H_layer). Layers above ``num_layers`` are not run."""
+        if num_layers > len(self.layers):
+            raise ValueError(f"asked for {num_layers} layers, {len(self.layers)} were built")
         h = self.encoder(tokens)
         recorded = []
         for cell in self.layers[:num_layers]:
