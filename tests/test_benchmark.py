@@ -1,0 +1,123 @@
+"""The nbnlp benchmark: reading logs, correlating, and the command end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import LOGS_ZIP, PTB_DIR, REPO_ROOT, require
+from scipy import stats
+
+from nas_engine.nbnlp import LogsError, correlations, read_logs
+
+TINY = ["--embedding-size", "16", "--hidden-size", "16", "--batch-size", "8", "--bptt", "10"]
+
+
+def run_benchmark(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "nas_engine.benchmark", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture()
+def log_folder(tmp_path: Path) -> Path:
+    """Eight real logs as a folder of JSON files, one of them marked as failed."""
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    with zipfile.ZipFile(require(LOGS_ZIP)) as zf:
+        names = sorted(n for n in zf.namelist() if n.endswith(".json"))[:8]
+        for i, name in enumerate(names):
+            data = json.loads(zf.read(name))
+            if i == 0:
+                data["status"] = "loss is nan!"
+            (folder / name).write_text(json.dumps(data))
+    return folder
+
+
+def test_read_logs_zip_counts_status() -> None:
+    logs = read_logs(require(LOGS_ZIP))
+    assert len(logs) == 345
+    # The archive holds 4 runs whose status is "loss is nan!".
+    assert sum(not log.ok for log in logs) == 4
+    assert all(log.final_test_loss == log.test_losses[-1] for log in logs if log.ok)
+
+
+def test_read_logs_errors(tmp_path: Path) -> None:
+    with pytest.raises(LogsError, match="does not exist"):
+        read_logs(tmp_path / "nope.zip")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LogsError, match="no NAS-Bench-NLP logs"):
+        read_logs(tmp_path / "empty")
+    (tmp_path / "bad.json").write_text('{"recepie": "{}"}')
+    with pytest.raises(LogsError, match="bad.json"):
+        read_logs(tmp_path / "bad.json")
+
+
+def test_correlations_against_scipy_and_failures() -> None:
+    rng = np.random.default_rng(0)
+    loss = rng.normal(size=30)
+    metric = -loss + rng.normal(scale=0.5, size=30)
+    metric[[3, 7]] = np.nan
+    scores = pd.DataFrame({"m": metric, "m_seconds": np.full(30, 0.5), "test_loss": loss})
+    c = correlations(scores, ("m",))["m"]
+    keep = np.isfinite(metric)
+    assert c["n"] == 28 and c["failed"] == 2
+    assert c["kendall_tau"] == pytest.approx(stats.kendalltau(metric[keep], loss[keep])[0])
+    assert c["spearman_rho"] == pytest.approx(stats.spearmanr(metric[keep], loss[keep])[0])
+    assert c["kendall_tau"] < -0.3  # built to correlate negatively
+
+
+def test_nbnlp_command_end_to_end(log_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    proc = run_benchmark(
+        "nbnlp", "--logs", str(log_folder), "--corpus", str(require(PTB_DIR)),
+        "--metrics", "hidden_cov,params", "--out", str(out), "--no-progress", *TINY,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "7 OK, 1 skipped" in proc.stderr
+    corr = json.loads((out / "correlations.json").read_text())
+    assert set(corr) == {"hidden_cov", "params"}
+    for entry in corr.values():
+        assert set(entry) == {"kendall_tau", "spearman_rho", "n", "failed", "seconds_per_arch"}
+        assert entry["n"] + entry["failed"] == 7
+    scores = pd.read_csv(out / "scores.csv")
+    assert len(scores) == 7
+    # The recomputed correlation from the CSV matches the JSON.
+    finite = scores["hidden_cov"].notna()
+    tau = stats.kendalltau(scores["hidden_cov"][finite], scores["test_loss"][finite])[0]
+    assert math.isclose(corr["hidden_cov"]["kendall_tau"], tau, rel_tol=1e-9)
+    assert (out / "scatter_hidden_cov.png").stat().st_size > 1000
+    assert (out / "scatter_params.png").exists()
+    assert "kendall_tau" in proc.stdout and "hidden_cov" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--metrics", "nope"], "unknown metric"),
+        (["--corpus", "/nonexistent/corpus"], "does not exist"),
+        (["--limit", "0"], "must be >= 1"),
+    ],
+)
+def test_nbnlp_bad_input(log_folder: Path, tmp_path: Path, args: list[str], needle: str) -> None:
+    out = tmp_path / "bench"
+    proc = run_benchmark("nbnlp", "--logs", str(log_folder), "--out", str(out), *args, *TINY)
+    assert proc.returncode == 2
+    assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_nbnlp_missing_logs(tmp_path: Path) -> None:
+    proc = run_benchmark("nbnlp", "--logs", str(tmp_path / "none.zip"), *TINY)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
