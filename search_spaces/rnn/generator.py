@@ -15,6 +15,7 @@ from .recipe import (
     Node,
     Recipe,
     RecipeError,
+    ancestors,
     output_index,
 )
 
@@ -97,7 +98,7 @@ def _draw_once(rng: np.random.Generator, k: int) -> dict[str, dict] | None:
         rename.get(n, n): {"op": v["op"], "input": [rename.get(i, i) for i in v["input"]]}
         for n, v in graph.items()
     }
-    live = _ancestors(graph, [f"h_new_{i}" for i in range(k)])
+    live = ancestors({n: v["input"] for n, v in graph.items()}, [f"h_new_{i}" for i in range(k)])
     graph = {n: v for n, v in graph.items() if n in live}
     used = {i for v in graph.values() for i in v["input"]}
     if not set(base) <= used:
@@ -106,18 +107,6 @@ def _draw_once(rng: np.random.Generator, k: int) -> dict[str, dict] | None:
         if any(inp.startswith("h_prev_") for inp in graph[f"h_new_{i}"]["input"]):
             return None
     return graph
-
-
-def _ancestors(graph: dict[str, dict], roots: list[str]) -> set[str]:
-    seen: set[str] = set()
-    stack = list(roots)
-    while stack:
-        n = stack.pop()
-        if n in seen or n not in graph:
-            continue
-        seen.add(n)
-        stack.extend(graph[n]["input"])
-    return seen
 
 
 def sample_cell(rng: np.random.Generator, k: int = GENERATOR_STATES) -> Recipe:
@@ -150,8 +139,7 @@ def _descendants(graph: dict[str, Node], node: str) -> set[str]:
 
 
 def _prune(graph: dict[str, Node], k: int) -> dict[str, Node]:
-    as_dicts = {n: {"input": list(v.inputs)} for n, v in graph.items()}
-    live = _ancestors(as_dicts, [f"h_new_{i}" for i in range(k)])
+    live = ancestors({n: v.inputs for n, v in graph.items()}, [f"h_new_{i}" for i in range(k)])
     return {n: v for n, v in graph.items() if n in live}
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -51,6 +51,20 @@ _ARITY_TEXT = {
     SUM: "at least 2",
     **{a: "exactly 1" for a in ACTIVATIONS},
 }
+
+
+def ancestors(inputs_of: Mapping[str, Iterable[str]], roots: Iterable[str]) -> set[str]:
+    """The nodes of a graph (node -> its input names) that ``roots`` depend on, roots included;
+    names outside the graph (cell inputs) are left out."""
+    seen: set[str] = set()
+    stack = list(roots)
+    while stack:
+        n = stack.pop()
+        if n in seen or n not in inputs_of:
+            continue
+        seen.add(n)
+        stack.extend(inputs_of[n])
+    return seen
 
 
 def output_index(name: str) -> int | None:
@@ -193,22 +207,11 @@ class Recipe:
         for i in range(1, k):
             if f"h_prev_{i}" not in used:
                 raise RecipeError(f"node 'h_new_{i}': never read back (h_prev_{i} is unused)")
-        live = self._ancestors([f"h_new_{i}" for i in range(k)])
+        inputs_of = {name: node.inputs for name, node in self.nodes}
+        live = ancestors(inputs_of, [f"h_new_{i}" for i in range(k)])
         for name, _ in self.nodes:
             if name not in live:
                 raise RecipeError(f"node {name!r}: does not reach any output h_new_i")
-
-    def _ancestors(self, roots: list[str]) -> set[str]:
-        graph = self.node_map
-        seen: set[str] = set()
-        stack = list(roots)
-        while stack:
-            n = stack.pop()
-            if n in seen or n not in graph:
-                continue
-            seen.add(n)
-            stack.extend(graph[n].inputs)
-        return seen
 
     # ------------------------------------------------------------------ canonical form
     @cached_property
