@@ -1,0 +1,230 @@
+"""The reproduction report: every RNN metric against trained loss on NAS-Bench-NLP.
+
+    python experiments/metric_report.py [--metrics all] [--sizes default|fast] [--limit N]
+        [--ablations batches,seeds,corpus] [--repeats 10] [--device cpu|cuda]
+
+For each OK WikiText-2 log, each metric is scored (seed 0, the first batch of the PTB test
+text) and correlated with the final test loss: Kendall tau and Spearman rho with n and
+failures, seconds per architecture per metric, and the whole suite's seconds per architecture
+(all metrics on one probe, sharing passes). Ablations, each as mean and standard deviation of
+Kendall tau over ``--repeats`` runs:
+
+- batches: the input is the first (T x B) batch of the text starting at token i * T * B;
+- seeds: the initialisation seed is i;
+- corpus: PTB test text against the embedded synthetic corpus (one run each).
+
+Writes OUT/metric_report.json, OUT/metric_report.md and OUT/scatter_grid.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nas_engine.corpus import Corpus, embedded_corpus, load_corpus
+from nas_engine.metrics import metric_names
+from nas_engine.nbnlp import BenchmarkSettings, correlations, read_logs, score_logs
+from nas_engine.result import Candidate
+from nas_engine.scoring import Scorer, ScoringSetup
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SIZES = {
+    "default": {"embedding_size": None, "hidden_size": None, "batch_size": 50, "bptt": 70},
+    "fast": {"embedding_size": 48, "hidden_size": 64, "batch_size": 25, "bptt": 35},
+}
+
+
+def shifted(corpus: Corpus, split: str, offset: int) -> Corpus:
+    """The same corpus with ``split`` starting ``offset`` tokens later."""
+    splits = dict(corpus.splits)
+    splits[split] = corpus.splits[split][offset:]
+    return Corpus(f"{corpus.description} from token {offset}", corpus.vocab, splits)
+
+
+def suite_seconds(logs, corpus: Corpus, settings: BenchmarkSettings, n: int) -> float | None:
+    """Median seconds to score all metrics on one probe (shared passes), over n logs."""
+    ok = [log for log in logs if log.ok][:n]
+    if not ok:
+        return None
+    setup = ScoringSetup(
+        metrics=settings.metrics,
+        embedding_size=settings.embedding_size or ok[0].embedding_size,
+        hidden_size=settings.hidden_size or ok[0].hidden_size,
+        num_layers=settings.num_layers or ok[0].num_layers,
+        batch_size=settings.batch_size,
+        bptt=settings.bptt,
+        seed=settings.seed,
+        device=settings.device,
+    )
+    scorer = Scorer(setup, corpus)
+    seconds = []
+    for log in ok:
+        start = time.perf_counter()
+        scorer.score(Candidate("", json.loads(log.recipe_json)))
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
+
+
+def taus(logs, corpus: Corpus, settings: BenchmarkSettings) -> dict[str, float | None]:
+    corr = correlations(score_logs(logs, corpus, settings), settings.metrics)
+    return {m: c["kendall_tau"] for m, c in corr.items()}
+
+
+def mean_std(values: list[float | None]) -> dict:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return {
+        "mean": statistics.fmean(finite) if finite else None,
+        "std": statistics.stdev(finite) if len(finite) > 1 else None,
+        "runs": len(finite),
+    }
+
+
+def scatter_grid(scores, corr: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(corr)
+    cols = 4
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        values = scores[name].to_numpy(dtype=float)
+        finite = np.isfinite(values)
+        ax.scatter(values[finite], scores["test_loss"][finite], s=5, alpha=0.5)
+        if finite.any() and np.nanmax(np.abs(values[finite])) > 1e4:
+            ax.set_xscale("symlog")
+        tau = corr[name]["kendall_tau"]
+        ax.set_title(f"{name}  tau={tau:+.3f}" if tau is not None else name, fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    fig.supylabel("final WikiText-2 test loss")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--logs", default=str(SHARED / "nasbench_nlp_wt2" / "logs.zip"))
+    parser.add_argument("--ptb", default=str(SHARED / "ptb"))
+    parser.add_argument("--metrics", default="all")
+    parser.add_argument("--sizes", choices=tuple(SIZES), default="default")
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--ablations", default="batches,seeds,corpus")
+    parser.add_argument("--ablation-metrics", default=None, help="default: the same metrics")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--suite-n", type=int, default=40, help="logs timed for the suite")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "out" / "metric_report"))
+    args = parser.parse_args()
+    for path in (args.logs, args.ptb):
+        if not Path(path).exists():
+            print(f"error: {path} not found (the shared reference data)", file=sys.stderr)
+            return 2
+
+    metrics = tuple(metric_names("rnn") if args.metrics == "all" else args.metrics.split(","))
+    logs = read_logs(args.logs)[: args.limit]
+    ptb = load_corpus(args.ptb, "test")
+    settings = BenchmarkSettings(metrics=metrics, device=args.device, **SIZES[args.sizes])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    started = time.perf_counter()
+    scores = score_logs(logs, ptb, settings)
+    corr = correlations(scores, metrics)
+    scores.to_csv(out / "scores.csv", index=False)
+    scatter_grid(scores, corr, out / "scatter_grid.png")
+    report: dict = {
+        "logs_ok": int(len(scores)),
+        "sizes": args.sizes,
+        "settings": {k: v for k, v in settings.__dict__.items()},
+        "device": args.device,
+        "torch_threads": torch.get_num_threads(),
+        "correlations": corr,
+        "suite_seconds_per_arch": suite_seconds(logs, ptb, settings, args.suite_n),
+        "ablations": {},
+    }
+    print(f"{'metric':<26}{'tau':>8}{'rho':>8}{'n':>5}{'fail':>5}{'s/arch':>8}")
+    for m, c in corr.items():
+        tau = "nan" if c["kendall_tau"] is None else f"{c['kendall_tau']:+.3f}"
+        rho = "nan" if c["spearman_rho"] is None else f"{c['spearman_rho']:+.3f}"
+        print(f"{m:<26}{tau:>8}{rho:>8}{c['n']:>5}{c['failed']:>5}{c['seconds_per_arch']:>8.3f}")
+    print(f"whole suite: {report['suite_seconds_per_arch']:.3f} s/arch")
+
+    ablation_metrics = tuple(args.ablation_metrics.split(",")) if args.ablation_metrics else metrics
+    ab_settings = replace(settings, metrics=ablation_metrics)
+    wanted = [a for a in args.ablations.split(",") if a]
+    if "batches" in wanted:
+        step = ab_settings.batch_size * ab_settings.bptt
+        runs = [
+            taus(logs, shifted(ptb, "test", i * step), ab_settings) for i in range(args.repeats)
+        ]
+        report["ablations"]["batches"] = {
+            m: mean_std([r[m] for r in runs]) for m in ablation_metrics
+        }
+    if "seeds" in wanted:
+        runs = [taus(logs, ptb, replace(ab_settings, seed=s)) for s in range(args.repeats)]
+        report["ablations"]["seeds"] = {m: mean_std([r[m] for r in runs]) for m in ablation_metrics}
+    if "corpus" in wanted:
+        report["ablations"]["corpus"] = {
+            "ptb_test": taus(logs, ptb, ab_settings),
+            "embedded": taus(logs, embedded_corpus(), ab_settings),
+        }
+    report["total_seconds"] = round(time.perf_counter() - started, 1)
+    (out / "metric_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (out / "metric_report.md").write_text(markdown(report))
+    print(f"wrote {out / 'metric_report.json'}, .md and scatter_grid.png")
+    return 0
+
+
+def _fmt(v: float | None, sign: bool = True) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:+.3f}" if sign else f"{v:.3f}"
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"Sizes: {report['sizes']}; {report['logs_ok']} OK logs; device {report['device']}; "
+        f"whole suite {_fmt(report['suite_seconds_per_arch'], False)} s/arch.",
+        "",
+        "| metric | Kendall tau | Spearman rho | n | failed | s/arch |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for m, c in report["correlations"].items():
+        lines.append(
+            f"| {m} | {_fmt(c['kendall_tau'])} | {_fmt(c['spearman_rho'])} | {c['n']} | "
+            f"{c['failed']} | {_fmt(c['seconds_per_arch'], False)} |"
+        )
+    ab = report["ablations"]
+    if "batches" in ab or "seeds" in ab:
+        lines += ["", "| metric | tau over batches (mean ± sd) | tau over seeds (mean ± sd) |"]
+        lines.append("| --- | --- | --- |")
+        names = list(ab.get("batches") or ab.get("seeds"))
+        for m in names:
+            cells = []
+            for kind in ("batches", "seeds"):
+                e = ab.get(kind, {}).get(m)
+                cells.append(f"{_fmt(e['mean'])} ± {_fmt(e['std'], False)}" if e else "n/a")
+            lines.append(f"| {m} | {cells[0]} | {cells[1]} |")
+    if "corpus" in ab:
+        lines += ["", "| metric | tau, PTB text | tau, embedded synthetic |", "| --- | --- | --- |"]
+        for m, v in ab["corpus"]["ptb_test"].items():
+            lines.append(f"| {m} | {_fmt(v)} | {_fmt(ab['corpus']['embedded'][m])} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
