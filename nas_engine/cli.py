@@ -97,7 +97,9 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fitness",
         default=d.fitness,
-        help="metric to maximise, direction applied (default: %(default)s; see --list-metrics)",
+        help="metric to maximise, direction applied (default: %(default)s; see --list-metrics), "
+        "or an ensemble METRIC[:WEIGHT]+METRIC... (e.g. hidden_cov:2+params): the weighted "
+        "mean of each metric's rank percentile among the ok results (README: Ensemble fitness)",
     )
     p.add_argument(
         "--metrics",

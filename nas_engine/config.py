@@ -62,9 +62,17 @@ class SearchConfig:
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
             raise ConfigError(f"unknown device {self.device!r} (known: cpu, cuda, auto)")
 
+    def fitness_metrics(self) -> tuple[str, ...]:
+        """The metrics the fitness spec names, in its order (``a:2+b`` -> ``('a', 'b')``).
+
+        Raises :class:`ConfigError` for a malformed spec (names are not looked up here)."""
+        from .fitness import parse_spec  # fitness.py imports this module
+
+        return tuple(name for name, _ in parse_spec(self.fitness))
+
     def scored_metrics(self) -> tuple[str, ...]:
-        """The fitness metric first, then any extra metrics, without repeats."""
-        return tuple(dict.fromkeys((self.fitness, *self.metrics)))
+        """Every fitness component first, then any extra metrics, without repeats."""
+        return tuple(dict.fromkeys((*self.fitness_metrics(), *self.metrics)))
 
     def scoring_setup(self) -> ScoringSetup:
         return ScoringSetup(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from .config import ConfigError, SearchConfig
 from .corpus import Corpus, CorpusError, first_batch
 from .executors import Executor, make_executor
 from .fitness import Fitness
-from .metrics import metric_names
+from .metrics import get_metric, metric_names
 from .result import Candidate, Evaluation, Result
 from .scoring import resolve_device
 from .storage import RunFolderError, RunStore
@@ -27,19 +28,38 @@ class SearchOutcome:
     results: list[Result]
     summary: dict
     out: Path
+    fitness: Fitness | None = None
 
     def top(self, k: int) -> list[Result]:
-        return top_results(self.results, k)
+        return top_results(self.results, k, self.fitness)
 
 
-def top_results(results: list[Result], k: int) -> list[Result]:
+def ranking(results: list[Result], fitness: Fitness | None = None) -> list[tuple[Result, float]]:
+    """The ok results, best first, each with its final fitness (ties: earlier result first).
+
+    One metric (or ``fitness`` None): the recorded fitness. An ensemble: the fitness recomputed
+    against all ok results of ``results`` (the final population), not the recorded value.
+    """
     ok = [r for r in results if r.ok and r.fitness is not None]
-    return sorted(ok, key=lambda r: (-r.fitness, r.index))[:k]
+    if fitness is None or not fitness.is_ensemble:
+        scored = [(r, r.fitness) for r in ok]
+    else:
+        rows = [(r, fitness.values(r.metrics)) for r in ok]
+        rows = [(r, v) for r, v in rows if v is not None]
+        finals = fitness.rank([v for _, v in rows])
+        scored = [(r, f) for (r, _), f in zip(rows, finals, strict=True)]
+    return sorted(scored, key=lambda rf: (-rf[1], rf[0].index))
+
+
+def top_results(results: list[Result], k: int, fitness: Fitness | None = None) -> list[Result]:
+    """The best ``k`` ok results (as recorded; see :func:`ranking` for their final fitness)."""
+    return [r for r, _ in ranking(results, fitness)[:k]]
 
 
 def default_out(config: SearchConfig) -> str:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return f"runs/{config.space}-{config.fitness}-{config.strategy}-seed{config.seed}-{stamp}"
+    fitness = re.sub(r"[^\w.+-]+", "_", config.fitness.replace(" ", ""))
+    return f"runs/{config.space}-{fitness}-{config.strategy}-seed{config.seed}-{stamp}"
 
 
 @dataclass
@@ -59,10 +79,10 @@ def prepare(config: SearchConfig) -> _Prepared:
         raise ConfigError(
             f"unknown space {config.space!r} (known: {', '.join(space_names())})"
         ) from None
+    fitness = Fitness.parse(config.fitness, config.space)  # ConfigError: bad spec or metric
     try:
-        fitness = Fitness.parse(config.fitness, config.space)
         for name in config.metrics:
-            Fitness.parse(name, config.space)
+            get_metric(name.strip(), config.space)
     except KeyError as exc:
         raise ConfigError(exc.args[0]) from None
     if config.strategy not in STRATEGIES:
@@ -100,17 +120,24 @@ def run_search(
     """Run a whole search; results are on disk the moment they are reported.
 
     ``on_result(result, best_so_far)`` is called after each result (progress display);
+    ``best_so_far`` is the top ok result so far (for an ensemble fitness, a copy whose
+    ``fitness`` is recomputed against the ok results so far; the record keeps its value).
     ``on_start(corpus_description)`` once the corpus is loaded.
     """
     prep = prepare(config)
     store = prep.store
     space = get_space(config.space)
     strategy = make_strategy(
-        config.strategy, space, config.seed, config.population, config.tournament
+        config.strategy,
+        space,
+        config.seed,
+        config.population,
+        config.tournament,
+        fitness=prep.fitness,
     )
     executor = executor or make_executor(config.executor)
     results: list[Result] = []
-    best: Result | None = None
+    standings = _Standings(prep.fitness)
     started = time.perf_counter()
     stop_reason = "budget"
     with executor:
@@ -134,14 +161,12 @@ def run_search(
                     stop_reason = "time budget" if out_of_time else "budget"
                     break
                 for candidate, evaluation in executor.wait():
-                    result = _record(len(results), candidate, evaluation, prep.fitness)
+                    result = standings.record(len(results), candidate, evaluation)
                     results.append(result)
                     store.append(result)
                     strategy.tell(candidate, result)
-                    if result.ok and (best is None or result.fitness > best.fitness):
-                        best = result
                     if on_result is not None:
-                        on_result(result, best)
+                        on_result(result, standings.best)
         except SpaceExhausted as exc:
             stop_reason = f"space exhausted: {exc}"
         except KeyboardInterrupt:
@@ -151,23 +176,57 @@ def run_search(
             summary = _summary(config, prep, results, strategy.stats(), started, stop_reason)
             store.write_summary(summary)
             store.close()
-    return SearchOutcome(results, summary, store.root)
+    return SearchOutcome(results, summary, store.root, prep.fitness)
 
 
-def _record(index: int, candidate: Candidate, evaluation: Evaluation, fitness: Fitness) -> Result:
-    value = fitness(evaluation.metrics) if evaluation.status == "ok" else None
-    return Result(
-        index=index,
-        arch_id=candidate.key,
-        arch=dict(candidate.arch),
-        origin=candidate.origin,
-        status=evaluation.status,
-        fitness=value,
-        metrics=dict(evaluation.metrics),
-        details=dict(evaluation.details),
-        error=evaluation.error,
-        seconds=round(evaluation.seconds, 6),
-    )
+class _Standings:
+    """Turns evaluations into records and keeps the ok results so far, with the best one.
+
+    The recorded fitness is the fitness when the result was evaluated: for one metric the
+    value with its direction applied; for an ensemble, against the ok results evaluated so far,
+    this one included. An ok evaluation missing a fitness component becomes a failed result.
+    """
+
+    def __init__(self, fitness: Fitness) -> None:
+        self.fitness = fitness
+        self.ok: list[Result] = []
+        self.rows: list[tuple[float, ...]] = []
+        self.best: Result | None = None
+
+    def record(self, index: int, candidate: Candidate, evaluation: Evaluation) -> Result:
+        status, error, value = evaluation.status, evaluation.error, None
+        values = self.fitness.values(evaluation.metrics) if status == "ok" else None
+        if status == "ok" and values is None:
+            missing = ", ".join(self.fitness.missing(evaluation.metrics))
+            status, error = "failed", f"fitness component missing or not finite: {missing}"
+        scores: list[float] = []
+        if values is not None:
+            self.rows.append(values)
+            if self.fitness.is_ensemble:
+                scores = self.fitness.rank(self.rows)
+                value = scores[-1]
+            else:
+                value = values[0]
+        result = Result(
+            index=index,
+            arch_id=candidate.key,
+            arch=dict(candidate.arch),
+            origin=candidate.origin,
+            status=status,
+            fitness=value,
+            metrics=dict(evaluation.metrics),
+            details=dict(evaluation.details),
+            error=error,
+            seconds=round(evaluation.seconds, 6),
+        )
+        if values is not None:
+            self.ok.append(result)
+            if scores:  # ensemble: the best against the ok results so far
+                i = max(range(len(scores)), key=lambda j: (scores[j], -j))
+                self.best = replace(self.ok[i], fitness=scores[i])
+            elif self.best is None or value > self.best.fitness:
+                self.best = result
+        return result
 
 
 def _summary(
@@ -181,6 +240,8 @@ def _summary(
     seconds = [r.seconds for r in results]
     total = time.perf_counter() - started
     failed = [r for r in results if not r.ok]
+    top = ranking(results, prep.fitness)
+    component_percentiles = _component_percentiles(prep.fitness, [r for r, _ in top])
     return {
         "config": {**config.identity(), "out": str(prep.store.root), "top_k": config.top_k},
         "corpus": prep.corpus.description,
@@ -195,18 +256,39 @@ def _summary(
         if seconds
         else None,
         "seconds_per_arch_scoring_mean": round(statistics.fmean(seconds), 4) if seconds else None,
+        "fitness_spec": prep.fitness.name,
+        "fitness_rule": prep.fitness.rule,
+        "fitness_components": prep.fitness.describe(),
         "top": [
             {
                 "rank": i + 1,
                 "arch_id": r.arch_id,
-                "fitness": r.fitness,
+                "fitness": final,
+                "recorded_fitness": r.fitness,
+                **(
+                    {"component_percentiles": component_percentiles[r.index]}
+                    if prep.fitness.is_ensemble
+                    else {}
+                ),
                 "metrics": r.metrics,
                 "origin": r.origin,
                 "index": r.index,
                 "recipe": r.arch,
             }
-            for i, r in enumerate(top_results(results, config.top_k))
+            for i, (r, final) in enumerate(top[: config.top_k])
         ],
         "strategy": strategy_stats,
         "known_metrics": metric_names(config.space),
+    }
+
+
+def _component_percentiles(fitness: Fitness, ok: list[Result]) -> dict[int, dict[str, float]]:
+    """Ensemble: each ok result's percentile per component against the final population."""
+    if not fitness.is_ensemble:
+        return {}
+    rows = [fitness.values(r.metrics) for r in ok]
+    table = fitness.percentiles(rows)
+    return {
+        r.index: dict(zip(fitness.metric_names, p, strict=True))
+        for r, p in zip(ok, table, strict=True)
     }

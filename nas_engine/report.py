@@ -8,21 +8,24 @@ import pandas as pd
 from tqdm import tqdm
 
 from .config import SearchConfig
-from .engine import SearchOutcome, run_search
+from .engine import SearchOutcome, ranking, run_search
+from .fitness import Fitness
 from .result import Result
 
 
-def top_table(results: list[Result], k: int) -> pd.DataFrame:
-    from .engine import top_results
-
+def top_table(results: list[Result], k: int, fitness: Fitness | None = None) -> pd.DataFrame:
+    """The top ``k``: final fitness (see :func:`ranking`), then each fitness component's value,
+    then the other recorded metrics."""
+    first = fitness.metric_names if fitness is not None else ()
     rows = []
-    for rank, r in enumerate(top_results(results, k), start=1):
+    for rank, (r, final) in enumerate(ranking(results, fitness)[:k], start=1):
         rows.append(
             {
                 "rank": rank,
                 "arch_id": r.arch_id,
-                "fitness": r.fitness,
-                **r.metrics,
+                "fitness": final,
+                **{name: r.metrics[name] for name in first},
+                **{name: v for name, v in r.metrics.items() if name not in first},
                 "nodes": len(r.arch),
                 "origin": r.origin.split(":")[0],
                 "seconds": r.seconds,
@@ -58,7 +61,9 @@ def run_with_progress(config: SearchConfig, progress: bool = True) -> int:
         f"evaluated {s['evaluated']} architectures ({s['ok']} ok, {s['failed']} failed) in "
         f"{s['total_seconds']:.1f} s; stopped by {s['stopped_by']}"
     )
-    table = top_table(outcome.results, config.top_k)
+    if outcome.fitness is not None and outcome.fitness.is_ensemble:
+        print(f"fitness {outcome.fitness.name}: rank-based ensemble, against all ok results")
+    table = top_table(outcome.results, config.top_k, outcome.fitness)
     if len(table):
         with pd.option_context("display.width", 200, "display.max_columns", 20):
             print(table.to_string(index=False, float_format=lambda v: f"{v:.6g}"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from search_spaces import SearchSpace
 
+from ..fitness import Fitness
 from .base import SpaceExhausted, Strategy
 from .evolution import AgingEvolution
 from .random_search import RandomSearch
@@ -12,12 +13,19 @@ STRATEGIES = ("evolution", "random")
 
 
 def make_strategy(
-    name: str, space: SearchSpace, seed: int, population_size: int = 20, tournament_size: int = 5
+    name: str,
+    space: SearchSpace,
+    seed: int,
+    population_size: int = 20,
+    tournament_size: int = 5,
+    fitness: Fitness | None = None,
 ) -> Strategy:
+    """``fitness``: the rule evolution compares by when it is an ensemble (see AgingEvolution);
+    None or one metric: the recorded fitness."""
     if name == "random":
         return RandomSearch(space, seed)
     if name == "evolution":
-        return AgingEvolution(space, seed, population_size, tournament_size)
+        return AgingEvolution(space, seed, population_size, tournament_size, fitness)
     raise KeyError(f"unknown strategy {name!r} (known: {', '.join(STRATEGIES)})")
 
 

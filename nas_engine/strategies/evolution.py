@@ -5,6 +5,15 @@ current population, so it needs no generation barrier and keeps every worker of 
 executor busy (a result can be told the moment it arrives); removing the oldest member rather
 than the worst regularises against a lucky score, which matters because a training-free
 metric is a noisy proxy. DEAP provides the individuals, tournament selection and statistics.
+
+With an ensemble fitness (rank-based, so it depends on a reference population) the recorded
+fitness of two results may be computed against different populations and is not comparable.
+The tournament therefore compares every member by its fitness against the *current
+population*: whenever the population changes (a result is told, the oldest member leaves),
+every member's DEAP fitness is recomputed against it. Within one tournament all entrants are
+scored against the same reference, so the comparison is a consistent order, and it depends only
+on the strategy's own state (not on when each member was evaluated, nor on members that have
+aged out). With one metric the recorded fitness is used as is (it depends on nothing else).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from deap import base, creator, tools
 
 from search_spaces import SearchSpace
 
+from ..fitness import Fitness
 from ..result import Candidate, Result
 from .base import Strategy
 
@@ -47,7 +57,12 @@ class AgingEvolution(Strategy):
     name = "evolution"
 
     def __init__(
-        self, space: SearchSpace, seed: int, population_size: int = 20, tournament_size: int = 5
+        self,
+        space: SearchSpace,
+        seed: int,
+        population_size: int = 20,
+        tournament_size: int = 5,
+        fitness: Fitness | None = None,
     ) -> None:
         super().__init__(space, seed)
         if population_size < 2:
@@ -56,6 +71,7 @@ class AgingEvolution(Strategy):
             raise ValueError("tournament size must be between 1 and the population size")
         self.population_size = population_size
         self.tournament_size = tournament_size
+        self.ensemble = fitness if fitness is not None and fitness.is_ensemble else None
         self.population: deque = deque(maxlen=population_size)  # oldest leaves first
         self._selection_rng = random.Random(int(np.random.default_rng(seed).integers(2**32)))
         self._asked = 0
@@ -83,9 +99,22 @@ class AgingEvolution(Strategy):
         if result.ok and result.fitness is not None:
             ind = creator.NasIndividual(key=candidate.key, arch=self.space.validate(candidate.arch))
             ind.fitness.values = (result.fitness,)
-            self.population.append(ind)
+            if self.ensemble is None:
+                self.population.append(ind)
+            else:
+                values = self.ensemble.values(result.metrics)
+                if values is not None:
+                    ind["values"] = values
+                    self.population.append(ind)  # the oldest member leaves here when full
+                    self._rescore()
         if self._told % self.population_size == 0 and self.population:
             self.logbook.record(evaluated=self._told, **self._statistics.compile(self.population))
+
+    def _rescore(self) -> None:
+        """Ensemble: every member's fitness against the current population."""
+        scores = self.ensemble.rank([ind["values"] for ind in self.population])
+        for ind, score in zip(self.population, scores, strict=True):
+            ind.fitness.values = (score,)
 
     def stats(self) -> dict:
         return {"population": list(self.logbook)}
