@@ -137,11 +137,37 @@ def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
     return ids[: steps * batch_size].view(batch_size, steps).t().contiguous()
 
 
-def first_batch(ids: torch.Tensor, batch_size: int, bptt: int) -> torch.Tensor:
-    """The first ``bptt`` steps of the batchified stream: the scoring input (T, B)."""
+def first_batch(
+    ids: torch.Tensor, batch_size: int, bptt: int, targets: bool = False
+) -> torch.Tensor:
+    """The first ``bptt`` steps of the batchified stream: the scoring input (T, B). With
+    ``targets``, one step more, (T + 1, B): rows 0..T-1 are the input, rows 1..T the next
+    tokens the input predicts."""
     data = batchify(ids, batch_size)
-    if data.shape[0] < bptt:
+    steps = bptt + 1 if targets else bptt
+    if data.shape[0] < steps:
+        what = f"{bptt} steps plus one target step" if targets else f"{bptt} steps"
         raise CorpusError(
-            f"the split has {ids.numel()} tokens, too few for {bptt} steps x {batch_size} columns"
+            f"the split has {ids.numel()} tokens, too few for {what} x {batch_size} columns"
         )
-    return data[:bptt]
+    return data[:steps]
+
+
+def windows(
+    ids: torch.Tensor, batch_size: int, bptt: int, count: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``count`` consecutive (inputs, targets) minibatches of the batchified stream, each
+    (T, B): window i reads rows i*T .. (i+1)*T - 1 and predicts rows i*T + 1 .. (i+1)*T. The
+    first window's input is :func:`first_batch`."""
+    data = batchify(ids, batch_size)
+    need = count * bptt + 1
+    if data.shape[0] < need:
+        raise CorpusError(
+            f"the split has {ids.numel()} tokens ({data.shape[0]} steps of {batch_size} "
+            f"columns), too few for {count} windows of {bptt} steps plus one target step "
+            f"({need} steps)"
+        )
+    return [
+        (data[i * bptt : (i + 1) * bptt], data[i * bptt + 1 : (i + 1) * bptt + 1])
+        for i in range(count)
+    ]

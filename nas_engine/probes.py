@@ -1,18 +1,140 @@
-"""A probe: one untrained network and its input batch, with passes run once and shared."""
+"""A probe: one untrained network and its input batch, with passes run once and shared.
+
+Metrics declare what they read as ``needs``: each need names one of the passes in
+:data:`PASSES`. The :class:`~nas_engine.scoring.Scorer` hands the union of the requested
+metrics' needs to the probe as its plan; each pass then records everything the plan asks of
+it in one go (for example one forward records both the states entering the cells and the
+activation outputs, and one backward from the decoder output serves both synflow variants).
+A request outside the plan still works: it runs a pass of its own.
+
+Every pass is deterministic for a given seed: the weights are drawn on the CPU generator, and
+the random inputs (Jacobian noise, Zen-score inputs) come from CPU generators seeded from the
+probe's seed, never from torch's global RNG. No pass changes the weights or their ``.grad``
+(gradients are taken with :func:`torch.autograd.grad`), and none installs hooks: what a pass
+observes is recorded through explicit arguments of the model's forward.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 
 import torch
+from torch.nn import functional as F
 
 from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel, count_parameters
+from search_spaces.rnn.model import CellRecord
+
+from .metrics.registry import MetricFailure
+
+NOISE_LEVELS = {"small": 0.1, "large": 10.0, "huge": 100.0}  # Jacobian noise scale a
+ZEN_PERTURBATION = 0.1  # Zen-score: x and x + 0.1 * eps
+NTK_MINIBATCHES = 10  # m, the minibatches of the NTK Gram matrix
+
+# Every need a metric may declare: the pass it names, and how deep the model must be built.
+# "<l>" stands for a layer number, "<level>" for a noise level.
+PASSES: dict[str, str] = {
+    "param_count": "the parameter count (a weightless 'meta' model; no pass)",
+    "entering_states:<l>": (
+        "one forward without autograd through layers 1..l, recording the first state element "
+        "entering each cell at every step"
+    ),
+    "activation_codes": (
+        "the same forward through every layer, also recording every activation node's output "
+        "(reduced to the NASWOT kernel)"
+    ),
+    "zen_outputs": (
+        "one forward without autograd of Gaussian inputs and their perturbation through the "
+        "recurrent stack (embedding bypassed)"
+    ),
+    "jacobian": (
+        "one forward + backward: gradient of the summed decoder outputs w.r.t. the embeddings"
+    ),
+    "jacobian_noise:<level>": "the same on noised embeddings (small, large, huge)",
+    "saliency:weights": (
+        "one forward + backward from the decoder output y with gradient y: the gradients of the "
+        "cell and decoder weights"
+    ),
+    "saliency:states": "the same backward: the gradients of the states entering each cell",
+    "loss_grad": (
+        "one forward + backward: the gradient of the cross-entropy of the batch (next-token "
+        "targets) w.r.t. all parameters"
+    ),
+    "minibatch_grads": (
+        f"the same on {NTK_MINIBATCHES} consecutive (T, B) windows of the split (the first is "
+        "loss_grad's batch)"
+    ),
+}
+
+
+def check_need(need: str) -> None:
+    """Raise ValueError unless ``need`` names a declared pass."""
+    name, _, arg = need.partition(":")
+    if name == "entering_states":
+        if not arg.isdigit() or int(arg) < 1:
+            raise ValueError(f"need {need!r}: the layer must be a number >= 1")
+        return
+    if name == "jacobian_noise":
+        if arg not in NOISE_LEVELS:
+            raise ValueError(f"need {need!r}: the noise level must be one of {list(NOISE_LEVELS)}")
+        return
+    if need not in PASSES:
+        raise ValueError(f"unknown need {need!r} (declared passes: {', '.join(PASSES)})")
+
+
+def plan_depth(needs: Iterable[str], num_layers: int) -> int:
+    """How many layers the probe must build for ``needs``: ``entering_states:l`` needs l
+    layers (and no decoder), every pass through the stack or the decoder needs them all.
+    A layer beyond the model is left to the metric, which fails with the reason."""
+    depth = 1
+    for need in needs:
+        check_need(need)
+        if need.startswith("entering_states:"):
+            depth = max(depth, min(int(need.split(":")[1]), num_layers))
+        elif need != "param_count":
+            depth = num_layers
+    return depth
+
+
+def derived_seed(seed: int, purpose: str) -> int:
+    """A seed for one purpose's random draws, fixed by the probe seed and the purpose."""
+    digest = hashlib.sha256(f"nas-engine:{seed}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def _generator(seed: int, purpose: str) -> torch.Generator:
+    return torch.Generator(device="cpu").manual_seed(derived_seed(seed, purpose))
+
+
+@dataclass(frozen=True)
+class ActivationKernel:
+    """The NASWOT kernel: K[i, j] = the number of activation units (over nodes, steps and
+    layers) on which sequences i and j agree about the sign (output > 0)."""
+
+    kernel: torch.Tensor  # (B, B) float64, exact integer counts
+    units: int  # binary units per sequence (the diagonal of K)
+    nodes: int  # activation nodes of the cell
+
+
+@dataclass(frozen=True)
+class _Forward:
+    entering: list[torch.Tensor]  # per layer, (T, B, H)
+    kernel: ActivationKernel | None
 
 
 class RNNProbe:
     """What the RNN metrics read. The model is built lazily from ``seed`` (without touching
     torch's global RNG state), only as deep as the requested metrics need (``depth``), and
-    passes are run at most once."""
+    passes are run at most once.
+
+    ``needs``: the plan (the union of the metrics' needs); None plans nothing ahead, so each
+    pass records only what its first request asks. ``targets``: the next tokens of
+    ``tokens`` (T, B), for the loss. ``minibatches``: the NTK's (inputs, targets) windows,
+    the first equal to (tokens, targets). ``missing``: why targets or minibatches are absent
+    (keys "targets", "minibatches"), reported by the metrics that need them.
+    """
 
     def __init__(
         self,
@@ -22,6 +144,11 @@ class RNNProbe:
         seed: int,
         device: torch.device | str = "cpu",
         depth: int | None = None,
+        *,
+        needs: Iterable[str] | None = None,
+        targets: torch.Tensor | None = None,
+        minibatches: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        missing: Mapping[str, str] | None = None,
     ) -> None:
         self.recipe = recipe
         self.sizes = sizes
@@ -29,7 +156,17 @@ class RNNProbe:
         self.seed = seed
         self.device = torch.device(device)
         self.depth = sizes.num_layers if depth is None else depth
+        self.plan = None if needs is None else frozenset(needs)
+        self.targets = targets
+        self.minibatches = minibatches
+        self.missing = dict(missing or {})
+        self._jacobians: dict[str | None, torch.Tensor] = {}
+        self._loss_grads: dict[int, torch.Tensor] = {}
 
+    def _planned(self, need: str) -> bool:
+        return self.plan is not None and need in self.plan
+
+    # ------------------------------------------------------------------ the network
     @cached_property
     def model(self) -> RNNLanguageModel:
         # Weights are drawn on the CPU generator whatever the device, so an architecture
@@ -39,14 +176,47 @@ class RNNProbe:
             model = RNNLanguageModel(self.recipe, self.sizes, "cpu", build_layers=self.depth)
         return model.to(self.device).eval()
 
+    def _full_model(self, what: str) -> RNNLanguageModel:
+        if self.depth < self.sizes.num_layers:
+            raise ValueError(
+                f"probe planned for depth {self.depth}; {what} needs all "
+                f"{self.sizes.num_layers} layers and the decoder"
+            )
+        return self.model
+
     @cached_property
     def param_count(self) -> int:
         return count_parameters(RNNLanguageModel(self.recipe, self.sizes, device="meta"))
 
+    @property
+    def _dtype(self) -> torch.dtype:
+        return self.model.encoder.weight.dtype
+
     @cached_property
-    def _entering(self) -> list[torch.Tensor]:
+    def _embeddings(self) -> torch.Tensor:
+        """(T, B, E): the embedding of the input batch, without autograd."""
         with torch.no_grad():
-            return self.model.entering_states(self.tokens.to(self.device), self.depth)
+            return self.model.encoder(self.tokens.to(self.device))
+
+    # ------------------------------------------------------------------ forward passes
+    @cached_property
+    def _forward(self) -> _Forward:
+        return self._run_forward(codes=self._planned("activation_codes"))
+
+    @cached_property
+    def _coded_forward(self) -> _Forward:
+        return self._run_forward(codes=True)
+
+    def _run_forward(self, codes: bool) -> _Forward:
+        if codes:
+            self._full_model("the activation codes")
+        with torch.no_grad():
+            if not codes:  # the lean path: only the entering states, only `depth` layers
+                entering = self.model.entering_states(self.tokens.to(self.device), self.depth)
+                return _Forward(entering, None)
+            run = self.model.run_layers(self._embeddings, entering=True, activations=True)
+            entering = [torch.stack(r.entering_steps) for r in run.records]
+            return _Forward(entering, _naswot_kernel(run.records))
 
     def entering_states(self, layer: int) -> torch.Tensor:
         """(T, B, H): the first state element entering layer ``layer``'s cell (1-based)."""
@@ -54,4 +224,181 @@ class RNNProbe:
             raise ValueError(f"layer must be in 1..{self.sizes.num_layers}, got {layer}")
         if layer > self.depth:
             raise ValueError(f"probe planned for depth {self.depth}, asked for layer {layer}")
-        return self._entering[layer - 1]
+        return self._forward.entering[layer - 1]
+
+    def activation_kernel(self) -> ActivationKernel:
+        """The NASWOT kernel over every activation node, step and layer (shares the forward
+        of the entering states when planned)."""
+        forward = self._forward if self._planned("activation_codes") else self._coded_forward
+        assert forward.kernel is not None
+        return forward.kernel
+
+    @cached_property
+    def zen_outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last layer's output at the last step, (B, H_last), for Gaussian inputs x
+        (drawn as (B, T, E), fed as (T, B, E) straight into the recurrent stack) and for
+        x + 0.1 * eps. Both run as one batch of 2B independent sequences."""
+        model = self._full_model("the Zen-score")
+        steps, batch = self.tokens.shape[0], self.tokens.shape[1]
+        gen = _generator(self.seed, "zen")
+        shape = (batch, steps, self.sizes.embedding_size)
+        x = torch.randn(shape, generator=gen, dtype=self._dtype)
+        eps = torch.randn(shape, generator=gen, dtype=self._dtype)
+        both = torch.cat([x, x + ZEN_PERTURBATION * eps]).transpose(0, 1).to(self.device)
+        with torch.no_grad():
+            last = model.run_layers(both).output[-1]
+        return last[:batch], last[batch:]
+
+    # ------------------------------------------------------------------ Jacobians
+    @cached_property
+    def _jacobian_noise(self) -> torch.Tensor:
+        """N(0, 1) of the embeddings' shape; one draw shared by all noise levels."""
+        e = self._embeddings
+        gen = _generator(self.seed, "jacobian_noise")
+        return torch.randn(e.shape, generator=gen, dtype=e.dtype).to(self.device)
+
+    def noised_embeddings(self, level: str | None) -> torch.Tensor:
+        """e, or e + a * var(e over the batch axis) * N(0, 1) for a noise level's a."""
+        e = self._embeddings
+        if level is None:
+            return e
+        scale = NOISE_LEVELS[level]
+        return e + scale * e.var(dim=1, keepdim=True) * self._jacobian_noise
+
+    def jacobian(self, level: str | None = None) -> torch.Tensor:
+        """(T, B, E): d(sum of all decoder outputs) / d(input embeddings), for the clean
+        embeddings (``level`` None) or the noised ones. The sum of the decoder outputs is
+        sum_tb h_tb . (sum_v W_v) + const, so the (T, B, V) logits are never formed."""
+        if level not in self._jacobians:
+            model = self._full_model("the Jacobian")
+            e = self.noised_embeddings(level).detach().requires_grad_(True)
+            with torch.enable_grad():
+                h = model.run_layers(e).output
+                total = (h @ model.decoder.weight.detach().sum(0)).sum()
+                (grad,) = torch.autograd.grad(total, e)
+            self._jacobians[level] = grad.detach()
+        return self._jacobians[level]
+
+    # ------------------------------------------------------------------ saliency
+    @cached_property
+    def _saliency(self) -> dict[str, list]:
+        if self.plan is None:  # nothing planned: one backward serves both parts
+            return self._run_saliency({"weights", "states"})
+        return self._run_saliency(
+            {p for p in ("weights", "states") if f"saliency:{p}" in self.plan}
+        )
+
+    def _run_saliency(self, parts: set[str]) -> dict[str, list]:
+        if not parts:
+            return {}
+        model = self._full_model("the synaptic saliency")
+        weights = self.saliency_weights() if "weights" in parts else []
+        with torch.enable_grad():
+            e = model.encoder(self.tokens.to(self.device))
+            run = model.run_layers(e, entering="states" in parts)
+            y = model.decoder(run.output)
+            # The zero initial state (t = 0) is a constant: h * dh = 0 there.
+            states = [s for r in run.records for s in r.entering_steps if s.requires_grad]
+            inputs = [w for _, w in weights] + states
+            grads = torch.autograd.grad(y, inputs, grad_outputs=y.detach(), allow_unused=True)
+        grads = [
+            torch.zeros_like(x) if g is None else g.detach()
+            for x, g in zip(inputs, grads, strict=True)
+        ]
+        out: dict[str, list] = {}
+        if "weights" in parts:
+            out["weights"] = grads[: len(weights)]
+        if "states" in parts:
+            out["states"] = list(
+                zip((s.detach() for s in states), grads[len(weights) :], strict=True)
+            )
+        return out
+
+    def saliency_weights(self) -> list[tuple[str, torch.Tensor]]:
+        """(name, weight) of every linear node of every layer, then the (tied) decoder."""
+        model = self._full_model("the synaptic saliency")
+        named = [
+            (f"layers.{i}.{node}", lin.weight)
+            for i, cell in enumerate(model.layers)
+            for node, lin in zip(cell.linear_nodes, cell.linears, strict=True)
+        ]
+        return [*named, ("decoder", model.decoder.weight)]
+
+    def saliency(self, part: str) -> list:
+        """From one backward of the decoder output y with gradient y (d(sum y^2 / 2)):
+        ``"weights"``: the gradients of :meth:`saliency_weights`, in order (the tied decoder
+        weight's gradient is the total one, embedding path included); ``"states"``: (h, dh)
+        for every state entering every cell at steps 1..T-1."""
+        if part not in ("weights", "states"):
+            raise ValueError(f"saliency part must be 'weights' or 'states', not {part!r}")
+        if part not in self._saliency:
+            self._saliency.update(self._run_saliency({part}))
+        return self._saliency[part]
+
+    # ------------------------------------------------------------------ loss gradients
+    def _minibatch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if index == 0 and self.targets is not None:
+            return self.tokens, self.targets
+        if self.minibatches is not None and index < len(self.minibatches):
+            return self.minibatches[index]
+        if index == 0:
+            reason = self.missing.get("targets", "the probe was given no target tokens")
+            raise MetricFailure(f"no next-token targets: {reason}")
+        have = 0 if self.minibatches is None else len(self.minibatches)
+        reason = self.missing.get("minibatches", f"the probe was given {have} minibatches")
+        raise MetricFailure(f"no minibatch {index}: {reason}")
+
+    def loss_gradient(self, index: int = 0) -> torch.Tensor:
+        """The gradient of the mean next-token cross-entropy of minibatch ``index`` (0: the
+        scoring batch) w.r.t. all parameters (the tied weight once), flattened."""
+        if index not in self._loss_grads:
+            inputs, targets = self._minibatch(index)
+            model = self._full_model("the loss gradient")
+            params = [p for p in model.parameters() if p.requires_grad]
+            with torch.enable_grad():
+                logits, _ = model(inputs.to(self.device))
+                loss = F.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]), targets.to(self.device).reshape(-1)
+                )
+                grads = torch.autograd.grad(loss, params, allow_unused=True)
+            self._loss_grads[index] = torch.cat(
+                [
+                    (torch.zeros_like(p) if g is None else g.detach()).reshape(-1)
+                    for p, g in zip(params, grads, strict=True)
+                ]
+            )
+        return self._loss_grads[index]
+
+    def loss_gradient_gram(self, m: int = NTK_MINIBATCHES) -> torch.Tensor:
+        """Theta = G G^T (m x m, float64), G's rows the loss gradients of minibatches 0..m-1."""
+        rows = [self.loss_gradient(i) for i in range(m)]
+        gram = torch.zeros(m, m, dtype=torch.float64, device=self.device)
+        for start in range(0, rows[0].numel(), 1 << 20):  # float64 in bounded chunks
+            chunk = torch.stack([r[start : start + (1 << 20)] for r in rows]).double()
+            gram += chunk @ chunk.T
+        return gram
+
+
+def _naswot_kernel(records: list[CellRecord]) -> ActivationKernel:
+    """K = sum over activation nodes, steps and layers of c c^T + (1 - c)(1 - c)^T, with
+    c = (output > 0) per sequence. With z = 2c - 1 in {-1, +1}, K = (z z^T + N) / 2 for N
+    units: one product per node and layer, exact (integer counts well below 2^24)."""
+    kernel, units, nodes = None, 0, 0
+    for rec in records:
+        nodes = max(nodes, len(rec.activation_steps))
+        for out in rec.stacked_activations().values():  # (T, B, H)
+            z = (
+                (out > 0)
+                .to(torch.float32)
+                .mul_(2)
+                .sub_(1)
+                .transpose(0, 1)
+                .reshape(out.shape[1], -1)
+            )
+            part = (z @ z.T).double()
+            kernel = part if kernel is None else kernel + part
+            units += z.shape[1]
+    if kernel is None:  # no activation node: K = 0
+        batch = records[0].entering_steps[0].shape[0]
+        return ActivationKernel(torch.zeros(batch, batch, dtype=torch.float64), 0, 0)
+    return ActivationKernel(((kernel + units) / 2).cpu(), units, nodes)

@@ -16,9 +16,9 @@ import torch
 from search_spaces import get_space
 from search_spaces.rnn import ModelSizes
 
-from .corpus import Corpus, embedded_corpus, first_batch, load_corpus
+from .corpus import Corpus, CorpusError, embedded_corpus, first_batch, load_corpus, windows
 from .metrics import Measured, MetricFailure, get_metric
-from .probes import RNNProbe
+from .probes import NTK_MINIBATCHES, RNNProbe, plan_depth
 from .result import Candidate, Evaluation
 
 
@@ -64,23 +64,51 @@ class Scorer:
         self.metrics = [get_metric(m, setup.space) for m in setup.metrics]
         corpus = corpus or setup.load_corpus()
         self.corpus_description = corpus.description
-        self.tokens = first_batch(corpus.split(setup.split), setup.batch_size, setup.bptt).to(
-            self.device
-        )
+        ids = corpus.split(setup.split)
+        # The scoring input: the first T steps of the batchified split (T, B).
+        self.tokens = first_batch(ids, setup.batch_size, setup.bptt).to(self.device)
         self.sizes = ModelSizes(
             vocab_size=len(corpus.vocab),
             embedding_size=setup.embedding_size,
             hidden_size=setup.hidden_size,
             num_layers=setup.num_layers,
         )
-        self.depth = max(
-            [1]
-            + [
-                int(n.split(":")[1])
-                for m in self.metrics
-                for n in m.needs
-                if n.startswith("entering_states:")
-            ]
+        # The plan: the union of the metrics' needs, each a declared pass of the probe.
+        self.needs = frozenset(n for m in self.metrics for n in m.needs)
+        self.depth = plan_depth(self.needs, setup.num_layers)
+        # Loss-based metrics read the next tokens: the (T + 1, B) slice, rows 1..T; the NTK
+        # reads consecutive windows. A split too short for them fails those metrics only.
+        self.targets: torch.Tensor | None = None
+        self.minibatches: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.missing: dict[str, str] = {}
+        if self.needs & {"loss_grad", "minibatch_grads"}:
+            try:
+                batch = first_batch(ids, setup.batch_size, setup.bptt, targets=True)
+                self.targets = batch[1:].to(self.device)
+            except CorpusError as exc:
+                self.missing["targets"] = str(exc)
+        if "minibatch_grads" in self.needs:
+            try:
+                self.minibatches = [
+                    (x.to(self.device), y.to(self.device))
+                    for x, y in windows(ids, setup.batch_size, setup.bptt, NTK_MINIBATCHES)
+                ]
+            except CorpusError as exc:
+                self.missing["minibatches"] = str(exc)
+
+    def probe(self, arch) -> RNNProbe:
+        """The probe of one (validated) architecture, planned for this scorer's metrics."""
+        return RNNProbe(
+            arch,
+            self.sizes,
+            self.tokens,
+            self.setup.seed,
+            self.device,
+            self.depth,
+            needs=self.needs,
+            targets=self.targets,
+            minibatches=self.minibatches,
+            missing=self.missing,
         )
 
     def score(self, candidate: Candidate) -> Evaluation:
@@ -89,9 +117,7 @@ class Scorer:
         details: dict = {}
         try:
             arch = self.space.validate(candidate.arch)
-            probe = RNNProbe(
-                arch, self.sizes, self.tokens, self.setup.seed, self.device, self.depth
-            )
+            probe = self.probe(arch)
             for metric in self.metrics:
                 out = metric.fn(probe)
                 value = out.value if isinstance(out, Measured) else float(out)

@@ -8,16 +8,25 @@ import numpy as np
 
 from ..base import SearchSpace
 from .generator import PRESETS, cell_distance, mutate_cell, preset, sample_cell
-from .model import ModelSizes, RecipeCell, RNNLanguageModel, count_parameters
+from .model import (
+    CellRecord,
+    ModelSizes,
+    RecipeCell,
+    RNNLanguageModel,
+    StackRecord,
+    count_parameters,
+)
 from .recipe import Recipe, RecipeError
 
 __all__ = [
+    "CellRecord",
     "ModelSizes",
     "RNNLanguageModel",
     "RNNSpace",
     "Recipe",
     "RecipeCell",
     "RecipeError",
+    "StackRecord",
     "count_parameters",
     "preset",
 ]

@@ -10,7 +10,7 @@ layer's hidden size H; the embedding is uniform(-0.1, 0.1); the decoder bias is 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -52,6 +52,32 @@ class ModelSizes:
             hid = self.embedding_size if (last and self.tied) else self.hidden_size
             sizes.append((inp, hid))
         return sizes
+
+
+@dataclass
+class CellRecord:
+    """What one cell's forward records, step by step (filled in place; pass it as
+    ``record``). The tensors are the ones the computation uses, not copies, so gradients with
+    respect to them can be taken when autograd is on."""
+
+    entering: bool = False  # record the first state element entering each step
+    activations: bool = False  # record the output of every activation node at each step
+    entering_steps: list[torch.Tensor] = field(default_factory=list)  # T tensors (B, H)
+    activation_steps: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+
+    def stacked_activations(self) -> dict[str, torch.Tensor]:
+        """Node name -> (T, B, H) outputs of that activation node."""
+        return {name: torch.stack(steps) for name, steps in self.activation_steps.items()}
+
+
+@dataclass
+class StackRecord:
+    """The result of running the recurrent stack: the last run layer's outputs (T, B, H),
+    each layer's final state, and each layer's :class:`CellRecord`."""
+
+    output: torch.Tensor
+    states: list[tuple[torch.Tensor, ...]]
+    records: list[CellRecord]
 
 
 class RecipeCell(nn.Module):
@@ -99,9 +125,16 @@ class RecipeCell(nn.Module):
         return tuple(like.new_zeros(batch_size, self.hidden_size) for _ in range(self.num_states))
 
     # ------------------------------------------------------------------ reference path
-    def step(self, x: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        """One time step, interpreted node by node."""
-        values: dict[str, torch.Tensor] = {"x": x}
+    def step(
+        self,
+        x: torch.Tensor,
+        state: tuple[torch.Tensor, ...],
+        values: dict[str, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, ...]:
+        """One time step, interpreted node by node. ``values``, if given, is filled with
+        every node's value (and the inputs)."""
+        values = {} if values is None else values
+        values["x"] = x
         values.update({f"h_prev_{i}": s for i, s in enumerate(state)})
         for name in self.order:
             node = self.recipe.node_map[name]
@@ -115,11 +148,13 @@ class RecipeCell(nn.Module):
         x: torch.Tensor,
         state: tuple[torch.Tensor, ...] | None = None,
         record_entering: bool = False,
+        record: CellRecord | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor | None]:
         """Run the whole sequence ``x`` of shape (T, B, input_size).
 
         Returns the outputs (T, B, H), the final state, and, with ``record_entering``, the
-        first state element entering the cell at every step, (T, B, H).
+        first state element entering the cell at every step, (T, B, H). ``record`` is filled
+        with what it asks for (the per-step tensors themselves).
         """
         steps, batch = x.shape[0], x.shape[1]
         if state is None:
@@ -162,9 +197,18 @@ class RecipeCell(nn.Module):
 
         outputs = []
         entering = [] if record_entering else None
+        step_entering = record.entering_steps if record is not None and record.entering else None
+        activations = None
+        if record is not None and record.activations:
+            activations = record.activation_steps
+            for name in self.order:
+                if graph[name].op in _ACTIVATION_FNS:
+                    activations.setdefault(name, [])
         for t in range(steps):
             if entering is not None:
                 entering.append(state[0])
+            if step_entering is not None:
+                step_entering.append(state[0])
             acc: dict[str, torch.Tensor] = {}
             for i, (readers, w) in enumerate(state_readers):
                 if readers:
@@ -183,6 +227,8 @@ class RecipeCell(nn.Module):
                     values[name] = total
                 else:
                     values[name] = _apply(node.op, [values[i] for i in node.inputs], self, name)
+                    if activations is not None and name in activations:
+                        activations[name].append(values[name])
             state = tuple(values[f"h_new_{i}"] for i in range(self.num_states))
             outputs.append(state[0])
         recorded = torch.stack(entering) if entering is not None else None
@@ -269,6 +315,35 @@ class RNNLanguageModel(nn.Module):
             h, s, _ = cell(h, None if state is None else state[layer])
             new_state.append(s)
         return self.decoder(h), new_state
+
+    def run_layers(
+        self,
+        e: torch.Tensor,
+        num_layers: int | None = None,
+        *,
+        entering: bool = False,
+        activations: bool = False,
+    ) -> StackRecord:
+        """Run embeddings ``e`` (T, B, E) through the first ``num_layers`` recurrent layers
+        (all by default) from zero states, recording per layer what is asked: the state
+        tensors entering each step and/or every activation node's output at each step."""
+        num_layers = len(self.layers) if num_layers is None else num_layers
+        if num_layers > len(self.layers):
+            raise ValueError(f"asked for {num_layers} layers, {len(self.layers)} were built")
+        h, states, records = e, [], []
+        for cell in self.layers[:num_layers]:
+            rec = CellRecord(entering=entering, activations=activations)
+            h, s, _ = cell(h, record=rec)
+            states.append(s)
+            records.append(rec)
+        return StackRecord(h, states, records)
+
+    def forward_from_embeddings(self, e: torch.Tensor) -> torch.Tensor:
+        """Logits (T, B, V) for embeddings ``e`` (T, B, E) fed in place of the embedding
+        lookup (all layers from zero states, then the decoder)."""
+        if self.decoder is None:
+            raise RuntimeError("this model was built with only its first layers")
+        return self.decoder(self.run_layers(e).output)
 
     def entering_states(self, tokens: torch.Tensor, num_layers: int) -> list[torch.Tensor]:
         """The first state element entering each of the first ``num_layers`` cells at every
