@@ -30,3 +30,20 @@ def float64_default():
         yield
     finally:
         torch.set_default_dtype(old)
+
+
+@pytest.fixture
+def temp_metric():
+    """Register metrics for one test only; the global registry is restored afterwards."""
+    from nas_engine.metrics.registry import _METRICS, register
+
+    added: list[str] = []
+
+    def add(name: str, fn=lambda probe: 1.0, direction: str = "higher") -> str:
+        register(name, direction=direction, needs=set(), description="test only")(fn)
+        added.append(name)
+        return name
+
+    yield add
+    for name in added:
+        _METRICS.pop(name, None)

@@ -19,29 +19,13 @@ from nas_engine import ConfigError, SearchConfig
 from nas_engine.engine import run_search
 from nas_engine.executors import InProcessExecutor
 from nas_engine.fitness import Fitness, parse_spec
-from nas_engine.metrics import metric_names, register
-from nas_engine.metrics.registry import _METRICS
+from nas_engine.metrics import metric_names
 from nas_engine.result import Result
 from nas_engine.strategies import AgingEvolution
 from search_spaces import get_space
 
 TINY = dict(hidden_size=16, embedding_size=16, batch_size=8, bptt=10)
 ENSEMBLE = "hidden_cov+params"
-
-
-@pytest.fixture
-def temp_metric():
-    """Register metrics for one test only; the global registry is restored afterwards."""
-    added: list[str] = []
-
-    def add(name: str, fn=lambda probe: 1.0, direction: str = "higher") -> str:
-        register(name, direction=direction, needs=set(), description="test only")(fn)
-        added.append(name)
-        return name
-
-    yield add
-    for name in added:
-        _METRICS.pop(name, None)
 
 
 def fit(spec: str) -> Fitness:

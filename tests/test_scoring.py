@@ -21,21 +21,6 @@ TINY = dict(embedding_size=8, hidden_size=12, batch_size=6, bptt=8)
 SEARCH_TINY = dict(embedding_size=8, hidden_size=12, batch_size=6, bptt=8)
 
 
-@pytest.fixture
-def temp_metric():
-    """Register metrics for one test only; the global registry is restored afterwards."""
-    added: list[str] = []
-
-    def add(name: str, fn, direction: str = "higher") -> str:
-        register(name, direction=direction, needs=set(), description="test only")(fn)
-        added.append(name)
-        return name
-
-    yield add
-    for name in added:
-        _METRICS.pop(name, None)
-
-
 def scorer_for(*metrics: str) -> Scorer:
     return Scorer(ScoringSetup(metrics=metrics, **TINY), token_corpus(40, 600))
 
