@@ -34,7 +34,7 @@ from nas_engine.corpus import Corpus, embedded_corpus, load_corpus
 from nas_engine.metrics import metric_names
 from nas_engine.nbnlp import BenchmarkSettings, correlations, read_logs, score_logs
 from nas_engine.result import Candidate
-from nas_engine.scoring import Scorer, ScoringSetup
+from nas_engine.scoring import Scorer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SIZES = {
@@ -55,16 +55,7 @@ def suite_seconds(logs, corpus: Corpus, settings: BenchmarkSettings, n: int) -> 
     ok = [log for log in logs if log.ok][:n]
     if not ok:
         return None
-    setup = ScoringSetup(
-        metrics=settings.metrics,
-        embedding_size=settings.embedding_size or ok[0].embedding_size,
-        hidden_size=settings.hidden_size or ok[0].hidden_size,
-        num_layers=settings.num_layers or ok[0].num_layers,
-        batch_size=settings.batch_size,
-        bptt=settings.bptt,
-        seed=settings.seed,
-        device=settings.device,
-    )
+    setup = settings.setup_for(ok[0], settings.metrics)
     scorer = Scorer(setup, corpus)
     seconds = []
     for log in ok:

@@ -111,6 +111,20 @@ class BenchmarkSettings:
     seed: int = 0
     device: str = "cpu"
 
+    def setup_for(self, log: TrainingLog, metrics: tuple[str, ...]) -> ScoringSetup:
+        """Scoring of ``metrics`` at the log's sizes, unless these settings override them."""
+        return ScoringSetup(
+            metrics=metrics,
+            embedding_size=self.embedding_size or log.embedding_size,
+            hidden_size=self.hidden_size or log.hidden_size,
+            num_layers=self.num_layers or log.num_layers,
+            batch_size=self.batch_size,
+            bptt=self.bptt,
+            split=self.split,
+            seed=self.seed,
+            device=self.device,
+        )
+
 
 def score_logs(
     logs: list[TrainingLog],
@@ -121,29 +135,13 @@ def score_logs(
     """One row per OK log: the final test loss and, per metric, its value (NaN when it
     failed), its error and its seconds. Each metric is scored on its own, so its seconds are
     what that metric alone costs (model build, passes and computation)."""
-    scorers: dict[tuple, Scorer] = {}
+    scorers: dict[ScoringSetup, Scorer] = {}
 
     def scorer_for(log: TrainingLog, metric: str) -> Scorer:
-        sizes = (
-            settings.embedding_size or log.embedding_size,
-            settings.hidden_size or log.hidden_size,
-            settings.num_layers or log.num_layers,
-        )
-        key = (metric, *sizes)
-        if key not in scorers:
-            setup = ScoringSetup(
-                metrics=(metric,),
-                embedding_size=sizes[0],
-                hidden_size=sizes[1],
-                num_layers=sizes[2],
-                batch_size=settings.batch_size,
-                bptt=settings.bptt,
-                split=settings.split,
-                seed=settings.seed,
-                device=settings.device,
-            )
-            scorers[key] = Scorer(setup, corpus)
-        return scorers[key]
+        setup = settings.setup_for(log, (metric,))
+        if setup not in scorers:
+            scorers[setup] = Scorer(setup, corpus)
+        return scorers[setup]
 
     rows = []
     for log in logs:

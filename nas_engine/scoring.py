@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -37,7 +37,6 @@ class ScoringSetup:
     split: str = "test"
     seed: int = 0
     device: str = "cpu"
-    extra: dict = field(default_factory=dict)
 
     def load_corpus(self) -> Corpus:
         if self.corpus is None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -40,3 +43,15 @@ def token_corpus(vocab_size: int = 50, n_tokens: int = 2000, seed: int = 0) -> C
     for i in range(vocab_size):
         vocab.add(f"t{i}")
     return Corpus("random test tokens", vocab, {"train": ids, "valid": ids, "test": ids})
+
+
+def run_module(module: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python -m MODULE ARGS`` from the repository root, as a user would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )

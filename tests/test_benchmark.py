@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import LOGS_ZIP, PTB_DIR, REPO_ROOT, require
+from helpers import LOGS_ZIP, PTB_DIR, require, run_module
 from scipy import stats
 
 from nas_engine.nbnlp import LogsError, correlations, read_logs
@@ -21,13 +20,7 @@ TINY = ["--embedding-size", "16", "--hidden-size", "16", "--batch-size", "8", "-
 
 
 def run_benchmark(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "nas_engine.benchmark", *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_module("nas_engine.benchmark", *args, timeout=300)
 
 
 @pytest.fixture()

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import PTB_DIR, REPO_ROOT, require
+from helpers import PTB_DIR, require, run_module
 
 TINY_ARGS = [
     "--hidden-size",
@@ -43,15 +41,7 @@ OPTIONS = [
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "nas_engine.search", *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+    return run_module("nas_engine.search", *args, timeout=timeout)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

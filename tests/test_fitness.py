@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT
+from helpers import run_module
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -433,14 +431,7 @@ TINY_ARGS = ["--hidden-size", "16", "--embedding-size", "16", "--batch-size", "8
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "nas_engine.search", *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    return run_module("nas_engine.search", *args)
 
 
 @pytest.mark.parametrize(
