@@ -6,17 +6,22 @@ Parsing turns argv into a typed config; bad input is one line on stderr and exit
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 from search_spaces import space_names
 
 from .config import ConfigError, SearchConfig
+from .executors import EXECUTORS
 from .metrics import get_metric, metric_names
 from .strategies import STRATEGIES
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process ended by it
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -178,7 +183,77 @@ def search_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_options(p)
+    add_execution_options(p)
     return p
+
+
+def add_execution_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("execution, resume and confirmation training")
+    group.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="inprocess",
+        help="inprocess (default) or ray: score on a pool of Ray workers",
+    )
+    group.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="auto|HOST:PORT",
+        help="ray: join this cluster (default: start a local Ray instance sized to the machine)",
+    )
+    group.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="ray: scoring workers (default: one per CPU, or as many as fit the GPUs)",
+    )
+    group.add_argument(
+        "--gpus-per-worker",
+        type=_positive_float,
+        default=0.0,
+        metavar="F",
+        help="ray: GPUs each worker requests; fractions share a GPU (0.25: four per GPU)",
+    )
+    group.add_argument(
+        "--eval-timeout",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="record an architecture as failed when scoring it takes more than S seconds",
+    )
+    group.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out: nothing already scored is scored again",
+    )
+    group.add_argument(
+        "--confirm-top",
+        type=int,
+        default=0,
+        metavar="K",
+        help="after the search, train the K best architectures (default: 0, none)",
+    )
+    group.add_argument(
+        "--confirm-steps",
+        type=_positive_int,
+        default=None,
+        metavar="S",
+        help="confirmation training: optimiser steps per architecture",
+    )
+    group.add_argument(
+        "--confirm-epochs",
+        type=_positive_float,
+        default=None,
+        metavar="E",
+        help="confirmation training: epochs over the train split (instead of steps)",
+    )
+    group.add_argument(
+        "--confirm-corpus",
+        default=None,
+        metavar="PATH",
+        help="corpus to train and evaluate on (default: the search's corpus)",
+    )
 
 
 def _list_metrics(space: str | None) -> str:
@@ -214,17 +289,53 @@ def search_main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size,
         bptt=args.bptt,
         metrics=tuple(m.strip() for m in args.metrics.split(",") if m.strip()),
+        executor=args.executor,
+        ray_address=args.ray_address,
+        workers=args.workers,
+        gpus_per_worker=args.gpus_per_worker,
+        eval_timeout=args.eval_timeout,
+        resume=args.resume,
+        confirm_top=args.confirm_top,
+        confirm_steps=args.confirm_steps,
+        confirm_epochs=args.confirm_epochs,
+        confirm_corpus=args.confirm_corpus,
     )
     from .report import run_with_progress
 
     try:
-        return run_with_progress(config, progress=not args.no_progress)
+        with _sigterm_as_interrupt():
+            return run_with_progress(config, progress=not args.no_progress)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Terminated:
+        print(
+            "terminated: results so far are in the results folder (--resume continues)",
+            file=sys.stderr,
+        )
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
-        print("interrupted: results so far are in the results folder", file=sys.stderr)
+        print(
+            "interrupted: results so far are in the results folder (--resume continues)",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, taken like Ctrl-C: the run stops cleanly with its summary written."""
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def benchmark_parser() -> argparse.ArgumentParser:

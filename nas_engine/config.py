@@ -11,6 +11,24 @@ class ConfigError(ValueError):
     """Bad input from the user; the message is one line."""
 
 
+# Settings that change how or where a run executes, or what happens after it, but not which
+# architectures it evaluates and what they score: a run may be resumed with other values.
+EXECUTION_SETTINGS = (
+    "out",
+    "top_k",
+    "executor",
+    "ray_address",
+    "workers",
+    "gpus_per_worker",
+    "eval_timeout",
+    "resume",
+    "confirm_top",
+    "confirm_steps",
+    "confirm_epochs",
+    "confirm_corpus",
+)
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     space: str = "rnn"
@@ -33,6 +51,15 @@ class SearchConfig:
     bptt: int = 70
     metrics: tuple[str, ...] = field(default_factory=tuple)
     executor: str = "inprocess"
+    ray_address: str | None = None
+    workers: int | None = None
+    gpus_per_worker: float = 0.0
+    eval_timeout: float | None = None
+    resume: bool = False
+    confirm_top: int = 0
+    confirm_steps: int | None = None
+    confirm_epochs: float | None = None
+    confirm_corpus: str | None = None
 
     def validate(self) -> None:
         positive = {
@@ -59,8 +86,35 @@ class SearchConfig:
             raise ConfigError("tournament size must not exceed the population")
         if self.batch_size < 2:
             raise ConfigError("batch size must be at least 2 (correlations need several rows)")
+        self._validate_execution()
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
             raise ConfigError(f"unknown device {self.device!r} (known: cpu, cuda, auto)")
+
+    def _validate_execution(self) -> None:
+        from .executors import EXECUTORS  # executors.py imports scoring, which this needs
+
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"unknown executor {self.executor!r} (known: {', '.join(EXECUTORS)})")
+        if self.executor != "ray":
+            for name in ("ray_address", "workers"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(f"--{name.replace('_', '-')} needs --executor ray")
+            if self.gpus_per_worker:
+                raise ConfigError("--gpus-per-worker needs --executor ray")
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
+            raise ConfigError(f"workers must be an integer >= 1, got {self.workers!r}")
+        if not 0 <= self.gpus_per_worker <= 64:
+            raise ConfigError(f"gpus per worker must be in [0, 64], got {self.gpus_per_worker}")
+        if self.eval_timeout is not None and self.eval_timeout <= 0:
+            raise ConfigError(f"eval timeout must be > 0 seconds, got {self.eval_timeout}")
+        if not isinstance(self.confirm_top, int) or self.confirm_top < 0:
+            raise ConfigError(f"confirm-top must be an integer >= 0, got {self.confirm_top!r}")
+        if self.confirm_steps is not None and self.confirm_epochs is not None:
+            raise ConfigError("give --confirm-steps or --confirm-epochs, not both")
+        if self.confirm_steps is not None and self.confirm_steps < 1:
+            raise ConfigError(f"confirm-steps must be >= 1, got {self.confirm_steps}")
+        if self.confirm_epochs is not None and self.confirm_epochs <= 0:
+            raise ConfigError(f"confirm-epochs must be > 0, got {self.confirm_epochs}")
 
     def fitness_metrics(self) -> tuple[str, ...]:
         """The metrics the fitness spec names, in its order (``a:2+b`` -> ``('a', 'b')``).
@@ -92,7 +146,7 @@ class SearchConfig:
     def identity(self) -> dict:
         """The settings that define a run's results (a folder holds one such run)."""
         data = asdict(self)
-        for presentation_only in ("out", "top_k"):
-            data.pop(presentation_only)
+        for not_identity in EXECUTION_SETTINGS:
+            data.pop(not_identity)
         data["metrics"] = list(self.metrics)
         return data

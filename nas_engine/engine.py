@@ -14,13 +14,13 @@ from search_spaces import get_space, space_names
 
 from .config import ConfigError, SearchConfig
 from .corpus import Corpus, CorpusError, first_batch
-from .executors import Executor, make_executor
+from .executors import Executor, ExecutorError, make_executor
 from .fitness import Fitness
 from .metrics import get_metric, metric_names
 from .result import Candidate, Evaluation, Result
 from .scoring import resolve_device
 from .storage import RunFolderError, RunStore
-from .strategies import STRATEGIES, SpaceExhausted, make_strategy
+from .strategies import STRATEGIES, SpaceExhausted, Strategy, make_strategy
 
 
 @dataclass(frozen=True)
@@ -102,9 +102,14 @@ def prepare(config: SearchConfig) -> _Prepared:
         first_batch(corpus.split(config.split), config.batch_size, config.bptt)
     except CorpusError as exc:
         raise ConfigError(str(exc)) from None
+    if config.resume and config.out is None:
+        raise ConfigError("--resume needs --out: the folder of the run to resume")
     store = RunStore(config.out or default_out(config))
     try:
-        store.check_free(config.identity())
+        if config.resume:
+            store.check_resumable(config.identity())
+        else:
+            store.check_free(config.identity())
     except RunFolderError as exc:
         raise ConfigError(str(exc)) from None
     return _Prepared(config, fitness, corpus, store)
@@ -115,14 +120,22 @@ def run_search(
     *,
     executor: Executor | None = None,
     on_result: Callable[[Result, Result | None], None] | None = None,
-    on_start: Callable[[str], None] | None = None,
+    on_start: Callable[[str, int], None] | None = None,
 ) -> SearchOutcome:
     """Run a whole search; results are on disk the moment they are reported.
 
-    ``on_result(result, best_so_far)`` is called after each result (progress display);
+    ``on_result(result, best_so_far)`` is called after each new result (progress display);
     ``best_so_far`` is the top ok result so far (for an ensemble fitness, a copy whose
     ``fitness`` is recomputed against the ok results so far; the record keeps its value).
-    ``on_start(corpus_description)`` once the corpus is loaded.
+    ``on_start(corpus_description, restored)`` once the corpus is loaded and, with
+    ``config.resume``, the earlier results (``restored`` of them) have been replayed.
+
+    Resume: the strategy is rebuilt from the seed and fed the run's own history, its proposals
+    (``proposals.jsonl``) and results (``results.jsonl``) in the order they happened; that
+    restores its population and random state exactly, so nothing already scored is scored
+    again and an interrupted run ends with the results an uninterrupted one would have
+    (exactly so in-process; with several Ray workers the uninterrupted run's own order depends
+    on timing, see README).
     """
     prep = prepare(config)
     store = prep.store
@@ -135,17 +148,31 @@ def run_search(
         config.tournament,
         fitness=prep.fitness,
     )
-    executor = executor or make_executor(config.executor)
-    results: list[Result] = []
+    executor = executor or make_executor(
+        config.executor,
+        address=config.ray_address,
+        workers=config.workers,
+        gpus_per_worker=config.gpus_per_worker,
+        eval_timeout=config.eval_timeout,
+    )
     standings = _Standings(prep.fitness)
+    history = _replay(store, strategy, standings) if config.resume else _History([], [], 0)
+    results = history.results
+    restored = len(results)
+    proposals = history.proposals
     started = time.perf_counter()
     stop_reason = "budget"
     with executor:
-        executor.start(config.scoring_setup(), prep.corpus)
+        try:
+            executor.start(config.scoring_setup(), prep.corpus)
+        except ExecutorError as exc:
+            raise ConfigError(str(exc)) from None
         if on_start is not None:
-            on_start(prep.corpus.description)
+            on_start(prep.corpus.description, restored)
         store.open(config.identity())
         try:
+            for candidate in history.pending[: max(0, config.budget - len(results))]:
+                executor.submit(candidate)
             while True:
                 out_of_time = (
                     config.time_budget is not None
@@ -156,7 +183,10 @@ def run_search(
                     and executor.pending() < executor.capacity
                     and len(results) + executor.pending() < config.budget
                 ):
-                    executor.submit(strategy.ask())
+                    candidate = strategy.ask()
+                    store.append_proposal(proposals, candidate.key, candidate.origin, len(results))
+                    proposals += 1
+                    executor.submit(candidate)
                 if executor.pending() == 0:
                     stop_reason = "time budget" if out_of_time else "budget"
                     break
@@ -174,9 +204,55 @@ def run_search(
             raise
         finally:
             summary = _summary(config, prep, results, strategy.stats(), started, stop_reason)
+            summary["resumed_from"] = restored if config.resume else None
+            summary["execution"] = executor.describe()
             store.write_summary(summary)
             store.close()
     return SearchOutcome(results, summary, store.root, prep.fitness)
+
+
+@dataclass
+class _History:
+    results: list[Result]
+    pending: list[Candidate]  # proposed and journaled, never reported: submitted first
+    proposals: int
+
+
+def _replay(store: RunStore, strategy: Strategy, standings: _Standings) -> _History:
+    """Feed a run's recorded proposals and results back through a fresh strategy, in the
+    order they happened; check that it proposes what the run proposed."""
+    results = store.read_results()
+    proposals = store.read_proposals()
+    asked: dict[str, Candidate] = {}
+    told = 0
+
+    def tell_through(count: int) -> None:
+        nonlocal told
+        while told < count:
+            result = results[told]
+            candidate = asked.get(result.arch_id)
+            if candidate is None:
+                raise ConfigError(
+                    f"--resume: result {result.index} ({result.arch_id}) has no recorded "
+                    "proposal; the run folder is inconsistent"
+                )
+            strategy.tell(candidate, result)
+            standings.restore(result)
+            told += 1
+
+    for number, proposal in enumerate(proposals):
+        tell_through(min(proposal["after"], len(results)))
+        candidate = strategy.ask()
+        if candidate.key != proposal["key"]:
+            raise ConfigError(
+                f"--resume: the strategy's proposal {number} is {candidate.key}, the run "
+                f"recorded {proposal['key']}; the code or settings changed since the run began"
+            )
+        asked[candidate.key] = candidate
+    tell_through(len(results))
+    reported = {r.arch_id for r in results}
+    pending = [c for key, c in asked.items() if key not in reported]
+    return _History(results, pending, len(proposals))
 
 
 class _Standings:
@@ -221,12 +297,24 @@ class _Standings:
         )
         if values is not None:
             self.ok.append(result)
-            if scores:  # ensemble: the best against the ok results so far
-                i = max(range(len(scores)), key=lambda j: (scores[j], -j))
-                self.best = replace(self.ok[i], fitness=scores[i])
-            elif self.best is None or value > self.best.fitness:
-                self.best = result
+            self._update_best(scores)
         return result
+
+    def restore(self, result: Result) -> None:
+        """Take back a recorded result (resume) without changing it."""
+        values = self.fitness.values(result.metrics) if result.ok else None
+        if values is None or result.fitness is None:
+            return
+        self.rows.append(values)
+        self.ok.append(result)
+        self._update_best(self.fitness.rank(self.rows) if self.fitness.is_ensemble else [])
+
+    def _update_best(self, scores: list[float]) -> None:
+        if scores:  # ensemble: the best against the ok results so far
+            i = max(range(len(scores)), key=lambda j: (scores[j], -j))
+            self.best = replace(self.ok[i], fitness=scores[i])
+        elif self.best is None or self.ok[-1].fitness > self.best.fitness:
+            self.best = self.ok[-1]
 
 
 def _summary(

@@ -2,20 +2,49 @@
 
 An executor is started with a :class:`ScoringSetup` (each worker builds its own
 :class:`Scorer` from it, so the batch is built once per worker), accepts up to ``capacity``
-candidates in flight, and hands back finished ones as they complete.
+candidates in flight, and hands back finished ones as they complete. Failures of the machinery
+(a worker process that dies, a call that runs past the time limit) come back as failed
+evaluations with the reason, never as an exception that ends the search.
+
+Executors also run whole jobs (``run_jobs``: a top-level function over a list of argument
+tuples), which is how the best architectures are trained after a search.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import signal
+import threading
+import time
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from .corpus import Corpus
 from .result import Candidate, Evaluation
 from .scoring import Scorer, ScoringSetup
 
+EXECUTORS = ("inprocess", "ray")
+
+
+class ExecutorError(RuntimeError):
+    """The executor cannot run (for example, Ray cannot start or reach its cluster)."""
+
+
+@dataclass(frozen=True)
+class JobFailure:
+    """What a job returns instead of its value when it could not finish."""
+
+    reason: str
+
 
 class Executor(ABC):
+    """Scores candidates; ``capacity`` of them may be in flight at once."""
+
     capacity: int = 1
 
     @abstractmethod
@@ -31,6 +60,16 @@ class Executor(ABC):
     @abstractmethod
     def pending(self) -> int: ...
 
+    @abstractmethod
+    def run_jobs(
+        self, fn: Callable[..., Any], jobs: list[tuple]
+    ) -> Iterator[tuple[int, Any | JobFailure]]:
+        """Run ``fn(*args)`` for each argument tuple of ``jobs`` (one job per worker at a
+        time); yield ``(job index, value or JobFailure)`` as each finishes."""
+
+    def describe(self) -> dict:
+        return {"executor": type(self).__name__, "workers": self.capacity}
+
     def shutdown(self) -> None:  # noqa: B027
         """Release workers (nothing to do in-process)."""
 
@@ -41,12 +80,51 @@ class Executor(ABC):
         self.shutdown()
 
 
+class ScoringTimeout(BaseException):
+    """Raised inside an in-process scoring call that runs past its limit.
+
+    A BaseException so that the scorer's record-any-error path does not swallow it: the
+    executor, not the metric, owns this failure."""
+
+
+@contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Interrupt the body with :class:`ScoringTimeout` after ``seconds`` (main thread only:
+    a POSIX interval timer; elsewhere there is no safe way to interrupt, so no limit)."""
+    usable = (
+        seconds is not None
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+    )
+    if not usable:
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise ScoringTimeout
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def timed_out(seconds: float, limit: float) -> Evaluation:
+    return Evaluation(
+        "failed", {}, {}, f"timed out: scoring ran past --eval-timeout {limit:g} s", seconds
+    )
+
+
 class InProcessExecutor(Executor):
     """Scores in the calling process, one candidate at a time, in submission order."""
 
     capacity = 1
 
-    def __init__(self) -> None:
+    def __init__(self, eval_timeout: float | None = None) -> None:
+        self.eval_timeout = eval_timeout
         self._queue: deque[Candidate] = deque()
         self._scorer: Scorer | None = None
 
@@ -64,13 +142,294 @@ class InProcessExecutor(Executor):
 
     def wait(self) -> list[tuple[Candidate, Evaluation]]:
         candidate = self._queue.popleft()
-        return [(candidate, self.scorer.score(candidate))]
+        started = time.perf_counter()
+        try:
+            with _time_limit(self.eval_timeout):
+                evaluation = self.scorer.score(candidate)
+        except ScoringTimeout:
+            evaluation = timed_out(time.perf_counter() - started, self.eval_timeout)
+        return [(candidate, evaluation)]
 
     def pending(self) -> int:
         return len(self._queue)
 
+    def run_jobs(
+        self, fn: Callable[..., Any], jobs: list[tuple]
+    ) -> Iterator[tuple[int, Any | JobFailure]]:
+        for index, args in enumerate(jobs):
+            yield index, fn(*args)
 
-def make_executor(name: str) -> Executor:
+
+# --- Ray ---------------------------------------------------------------------------------
+
+
+class ScoringWorker:
+    """One Ray actor: builds its :class:`Scorer` (and so the input batch) once, then scores."""
+
+    def __init__(self, setup: ScoringSetup, corpus: Corpus | None) -> None:
+        self.scorer = Scorer(setup, corpus)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def score(self, candidate: Candidate) -> Evaluation:
+        return self.scorer.score(candidate)
+
+
+@dataclass
+class _InFlight:
+    candidate: Candidate
+    worker: Any  # the actor handle
+    started: float
+    attempt: int  # 1 for the first try, 2 for the retry after a worker died
+
+
+class RayExecutor(Executor):
+    """Scores on a pool of Ray actors, each holding its own scorer.
+
+    ``address`` None starts a local Ray instance sized to the machine (or to ``num_cpus``);
+    ``"auto"`` or ``HOST:PORT`` joins a running cluster. ``workers`` None: one per CPU of the
+    instance, or as many as fit on its GPUs when ``gpus_per_worker`` is set. A worker that dies
+    while scoring is replaced and its candidate retried once; a second death records it as
+    failed. A call running past ``eval_timeout`` seconds is recorded as failed and its worker
+    replaced (killing the process is the only way to stop a running torch call).
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        workers: int | None = None,
+        gpus_per_worker: float = 0.0,
+        eval_timeout: float | None = None,
+        num_cpus: int | None = None,
+    ) -> None:
+        self.address = address
+        self.requested_workers = workers
+        self.gpus_per_worker = gpus_per_worker
+        self.eval_timeout = eval_timeout
+        self.num_cpus = num_cpus
+        self.capacity = 0
+        self._ray: Any = None
+        self._started_ray = False
+        self._actor_class: Any = None
+        self._init_args: tuple = ()
+        self._idle: list[Any] = []
+        self._in_flight: dict[Any, _InFlight] = {}  # object ref -> what it scores
+        self._queue: deque[tuple[Candidate, int]] = deque()
+        self.restarts = 0
+
+    # lifecycle -----------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        try:
+            import ray
+        except ImportError as exc:  # pragma: no cover - ray is a dependency
+            raise ExecutorError(f"--executor ray needs the ray package: {exc}") from None
+        if not ray.is_initialized():
+            try:
+                if self.address is None:
+                    ray.init(
+                        num_cpus=self.num_cpus,
+                        include_dashboard=False,
+                        log_to_driver=False,
+                        configure_logging=False,
+                    )
+                else:
+                    ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = self.address or "a local instance"
+                raise ExecutorError(f"cannot start Ray on {where}: {exc}") from None
+            self._started_ray = True
+        return ray
+
+    def _worker_count(self) -> int:
+        if self.requested_workers is not None:
+            return self.requested_workers
+        resources = self._ray.cluster_resources()
+        if self.gpus_per_worker > 0:
+            gpus = resources.get("GPU", 0.0)
+            if gpus < self.gpus_per_worker:
+                raise ExecutorError(
+                    f"--gpus-per-worker {self.gpus_per_worker:g}: the Ray cluster has {gpus:g} GPUs"
+                )
+            return max(1, math.floor(gpus / self.gpus_per_worker + 1e-9))
+        return max(1, int(resources.get("CPU", 1)))
+
+    def start(self, setup: ScoringSetup, corpus: Corpus | None = None) -> None:
+        ray = self._ray = self._connect()
+        self._actor_class = ray.remote(ScoringWorker).options(
+            num_cpus=1, num_gpus=self.gpus_per_worker, max_restarts=0
+        )
+        # The corpus travels once through the object store, not once per worker.
+        self._init_args = (setup, ray.put(corpus) if corpus is not None else None)
+        count = self._worker_count()
+        workers = [self._new_worker() for _ in range(count)]
+        try:  # fail here, clearly, if a worker cannot build its scorer
+            ray.get([w.pid.remote() for w in workers])
+        except ray.exceptions.RayError as exc:
+            raise ExecutorError(f"Ray workers failed to start: {_first_line(exc)}") from None
+        self._idle = workers
+        self.capacity = count
+
+    def _new_worker(self) -> Any:
+        return self._actor_class.remote(*self._init_args)
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the current workers (for monitoring, and for tests that kill one)."""
+        actors = self._idle + [f.worker for f in self._in_flight.values()]
+        return self._ray.get([a.pid.remote() for a in actors])
+
+    def busy_pids(self) -> dict[str, int]:
+        """Architecture key -> process id of the worker scoring it now."""
+        items = list(self._in_flight.values())
+        pids = self._ray.get([f.worker.pid.remote() for f in items])
+        return {f.candidate.key: pid for f, pid in zip(items, pids, strict=True)}
+
+    def shutdown(self) -> None:
+        if self._ray is None:
+            return
+        for actor in self._idle + [f.worker for f in self._in_flight.values()]:
+            self._ray.kill(actor, no_restart=True)
+        self._idle, self._in_flight = [], {}
+        if self._started_ray:
+            self._ray.shutdown()
+            self._started_ray = False
+        self._ray = None
+
+    def describe(self) -> dict:
+        return {
+            "executor": "ray",
+            "address": self.address or "local",
+            "workers": self.capacity,
+            "gpus_per_worker": self.gpus_per_worker,
+            "worker_restarts": self.restarts,
+        }
+
+    # scoring -------------------------------------------------------------------------
+
+    def submit(self, candidate: Candidate) -> None:
+        self._queue.append((candidate, 1))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self._queue and self._idle:
+            candidate, attempt = self._queue.popleft()
+            worker = self._idle.pop()
+            ref = worker.score.remote(candidate)
+            self._in_flight[ref] = _InFlight(candidate, worker, time.perf_counter(), attempt)
+
+    def pending(self) -> int:
+        return len(self._queue) + len(self._in_flight)
+
+    def wait(self) -> list[tuple[Candidate, Evaluation]]:
+        ray = self._ray
+        done: list[tuple[Candidate, Evaluation]] = []
+        while not done:
+            if not self._in_flight:
+                raise RuntimeError("wait() with nothing submitted")
+            ready, _ = ray.wait(list(self._in_flight), num_returns=1, timeout=self._wait_timeout())
+            for ref in ready:
+                job = self._in_flight.pop(ref)
+                outcome = self._collect(ref, job)
+                if outcome is not None:
+                    done.append((job.candidate, outcome))
+            done.extend(self._expire())
+            self._dispatch()
+        return done
+
+    def _wait_timeout(self) -> float | None:
+        if self.eval_timeout is None:
+            return None
+        now = time.perf_counter()
+        first = min(f.started for f in self._in_flight.values())
+        return max(0.0, first + self.eval_timeout - now)
+
+    def _collect(self, ref: Any, job: _InFlight) -> Evaluation | None:
+        """The evaluation of a finished call; None when the candidate was queued again."""
+        ray = self._ray
+        try:
+            evaluation = ray.get(ref)
+        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
+            self._replace(job.worker)
+            reason = _first_line(exc)
+            if job.attempt == 1:
+                self._queue.appendleft((job.candidate, 2))
+                return None
+            return Evaluation(
+                "failed",
+                {},
+                {},
+                f"worker died twice while scoring this architecture: {reason}",
+                time.perf_counter() - job.started,
+            )
+        except ray.exceptions.RayError as exc:  # the call itself failed (not the metric)
+            self._idle.append(job.worker)
+            return Evaluation("failed", {}, {}, f"scoring call failed: {_first_line(exc)}", 0.0)
+        self._idle.append(job.worker)
+        return evaluation
+
+    def _expire(self) -> list[tuple[Candidate, Evaluation]]:
+        if self.eval_timeout is None:
+            return []
+        now = time.perf_counter()
+        expired = [
+            ref for ref, f in self._in_flight.items() if now - f.started >= self.eval_timeout
+        ]
+        out = []
+        for ref in expired:
+            job = self._in_flight.pop(ref)
+            self._ray.kill(job.worker, no_restart=True)
+            self._replace(job.worker, killed=True)
+            out.append((job.candidate, timed_out(now - job.started, self.eval_timeout)))
+        return out
+
+    def _replace(self, worker: Any, killed: bool = False) -> None:
+        if not killed:
+            self._ray.kill(worker, no_restart=True)
+        self.restarts += 1
+        self._idle.append(self._new_worker())
+
+    # jobs ----------------------------------------------------------------------------
+
+    def run_jobs(
+        self, fn: Callable[..., Any], jobs: list[tuple]
+    ) -> Iterator[tuple[int, Any | JobFailure]]:
+        ray = self._ray
+        if ray is None:
+            ray = self._ray = self._connect()
+        remote = ray.remote(fn).options(
+            num_cpus=1, num_gpus=self.gpus_per_worker, max_retries=1, retry_exceptions=False
+        )
+        # The scoring actors hold the resources: free them first, jobs get whole workers.
+        for actor in self._idle:
+            ray.kill(actor, no_restart=True)
+        self._idle = []
+        refs = {remote.remote(*args): i for i, args in enumerate(jobs)}
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1)
+            for ref in ready:
+                index = refs.pop(ref)
+                try:
+                    yield index, ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    yield index, JobFailure(_first_line(exc))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def make_executor(
+    name: str,
+    *,
+    address: str | None = None,
+    workers: int | None = None,
+    gpus_per_worker: float = 0.0,
+    eval_timeout: float | None = None,
+) -> Executor:
     if name == "inprocess":
-        return InProcessExecutor()
-    raise KeyError(f"unknown executor {name!r} (known: inprocess)")
+        return InProcessExecutor(eval_timeout)
+    if name == "ray":
+        return RayExecutor(address, workers, gpus_per_worker, eval_timeout)
+    raise KeyError(f"unknown executor {name!r} (known: {', '.join(EXECUTORS)})")

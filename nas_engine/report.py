@@ -38,10 +38,18 @@ def run_with_progress(config: SearchConfig, progress: bool = True) -> int:
     bar = None
     failures = [0]
 
-    def on_start(corpus: str) -> None:
+    def on_start(corpus: str, restored: int) -> None:
         nonlocal bar
         print(f"corpus: {corpus}", file=sys.stderr)
-        bar = tqdm(total=config.budget, disable=not progress, unit="arch", file=sys.stderr)
+        if config.resume:
+            print(f"resuming: {restored} results restored, not scored again", file=sys.stderr)
+        bar = tqdm(
+            total=config.budget,
+            initial=restored,
+            disable=not progress,
+            unit="arch",
+            file=sys.stderr,
+        )
 
     def on_result(result: Result, best: Result | None) -> None:
         assert bar is not None

@@ -1,5 +1,6 @@
-"""A run's folder: ``config.json``, ``results.jsonl`` (appended and flushed per result) and
-``summary.json`` (written atomically at the end)."""
+"""A run's folder: ``config.json``, ``results.jsonl`` (appended and flushed per result),
+``proposals.jsonl`` (the strategy's proposals, in order, each with the number of results told
+before it: what ``--resume`` replays) and ``summary.json`` (written atomically at the end)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ class RunStore:
         self.config_path = self.root / "config.json"
         self.results_path = self.root / "results.jsonl"
         self.summary_path = self.root / "summary.json"
+        self.proposals_path = self.root / "proposals.jsonl"
+        self.confirmed_path = self.root / "confirmed.jsonl"
         self._file = None
+        self._proposals = None
 
     def check_free(self, config: dict) -> None:
         """Raise unless the folder is absent, empty, or holds nothing of a run."""
@@ -45,30 +49,88 @@ class RunStore:
             )
         raise RunFolderError(f"--out {str(self.root)!r} already holds this run; choose a new --out")
 
+    def check_resumable(self, config: dict) -> None:
+        """Raise unless the folder holds a run with these settings (``--resume``)."""
+        if not self.config_path.exists():
+            raise RunFolderError(f"--resume: {str(self.root)!r} holds no run to resume")
+        try:
+            previous = json.loads(self.config_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            raise RunFolderError(
+                f"--resume: {str(self.root)!r} holds an unreadable config.json"
+            ) from None
+        if previous != config:
+            changed = sorted(
+                k for k in set(previous) | set(config) if previous.get(k) != config.get(k)
+            )
+            raise RunFolderError(
+                f"--resume: {str(self.root)!r} holds a run with other settings "
+                f"(differs in: {', '.join(changed)})"
+            )
+
     def open(self, config: dict) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         _write_atomic(self.config_path, json.dumps(config, indent=2, sort_keys=True))
+        for path in (self.results_path, self.proposals_path):
+            _drop_partial_line(path)
         self._file = self.results_path.open("a", encoding="utf-8")
+        self._proposals = self.proposals_path.open("a", encoding="utf-8")
 
     def append(self, result: Result) -> None:
         assert self._file is not None, "store not opened"
-        self._file.write(result.to_json() + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        _append_line(self._file, result.to_json())
+
+    def append_proposal(self, number: int, key: str, origin: str, after: int) -> None:
+        """Record the ``number``-th proposal, made when ``after`` results had been told."""
+        assert self._proposals is not None, "store not opened"
+        line = {"n": number, "key": key, "origin": origin, "after": after}
+        _append_line(self._proposals, json.dumps(line, separators=(",", ":")))
+
+    def read_proposals(self) -> list[dict]:
+        return _read_jsonl(self.proposals_path)
+
+    def append_confirmed(self, record: dict) -> None:
+        with self.confirmed_path.open("a", encoding="utf-8") as f:
+            _append_line(f, json.dumps(record, allow_nan=False, separators=(",", ":")))
 
     def write_summary(self, summary: dict) -> None:
         _write_atomic(self.summary_path, json.dumps(summary, indent=2))
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        for f in (self._file, self._proposals):
+            if f is not None:
+                f.close()
+        self._file = self._proposals = None
 
     def read_results(self) -> list[Result]:
-        if not self.results_path.exists():
-            return []
-        lines = self.results_path.read_text(encoding="utf-8").splitlines()
-        return [Result.from_json(line) for line in lines if line.strip()]
+        return [Result(**record) for record in _read_jsonl(self.results_path)]
+
+
+def _append_line(f, line: str) -> None:
+    f.write(line + "\n")
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    """The complete lines of a JSON-lines file; a last line cut short by a crash (no newline)
+    is ignored."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    complete = text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Cut a last line that a crash left without its newline, so appends start clean."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end != len(data):
+        with path.open("r+b") as f:
+            f.truncate(end)
 
 
 def _write_atomic(path: Path, text: str) -> None:
