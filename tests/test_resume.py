@@ -1,0 +1,181 @@
+"""Crash safety: real search processes killed (SIGKILL, SIGTERM, SIGINT) and resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import REPO_ROOT, run_module
+
+import nas_engine
+from nas_engine import ConfigError
+from nas_engine.storage import RunStore
+
+# Slow enough (tens of ms per architecture) that a kill lands mid-run; an ensemble fitness so
+# that the restored standings matter (its recorded value depends on the results before it).
+BUDGET = 40
+SEARCH = [
+    "--strategy",
+    "evolution",
+    "--population",
+    "6",
+    "--tournament",
+    "3",
+    "--fitness",
+    "hidden_cov:2+params",
+    "--budget",
+    str(BUDGET),
+    "--seed",
+    "3",
+    "--hidden-size",
+    "160",
+    "--embedding-size",
+    "96",
+    "--batch-size",
+    "16",
+    "--bptt",
+    "30",
+    "--layers",
+    "1",
+    "--no-progress",
+]
+
+
+TINY = dict(hidden_size=16, embedding_size=16, batch_size=8, bptt=10, population=4, tournament=2)
+
+
+def comparable(out: Path) -> list[tuple]:
+    """Everything a run decided and measured, without the wall-clock seconds."""
+    return [
+        (r.index, r.arch_id, r.origin, r.status, r.fitness, tuple(sorted(r.metrics.items())))
+        for r in RunStore(out).read_results()
+    ]
+
+
+def start_search(out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "nas_engine.search", *SEARCH, "--out", str(out), *extra],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def stop_after(proc: subprocess.Popen, out: Path, results: int, sig: int) -> None:
+    """Send ``sig`` once the run has reported ``results`` results (and before it ends)."""
+    path = out / "results.jsonl"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().count("\n") >= results:
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before it could be stopped: {proc.stderr.read()[-500:]}")
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    proc.wait(timeout=120)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> list[tuple]:
+    out = tmp_path_factory.mktemp("whole") / "run"
+    done = run_module("nas_engine.search", *SEARCH, "--out", str(out), timeout=300)
+    assert done.returncode == 0, done.stderr[-1000:]
+    return comparable(out)
+
+
+@pytest.mark.parametrize(
+    ("sig", "exit_code"),
+    [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGTERM, 143), (signal.SIGINT, 130)],
+    ids=["SIGKILL", "SIGTERM", "SIGINT"],
+)
+def test_a_stopped_run_resumes_to_the_uninterrupted_results(
+    tmp_path: Path, uninterrupted: list[tuple], sig: int, exit_code: int
+) -> None:
+    out = tmp_path / "run"
+    proc = start_search(out)
+    stop_after(proc, out, 12, sig)
+    assert proc.returncode == exit_code
+    before = comparable(out)
+    assert 12 <= len(before) < BUDGET
+    assert before == uninterrupted[: len(before)]
+    summary_written = (out / "summary.json").exists()
+    if sig == signal.SIGKILL:
+        assert not summary_written  # nothing ran after the kill: the journal is all there is
+    else:  # Ctrl-C and SIGTERM stop cleanly, with the summary of what was done
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["stopped_by"] == "interrupted"
+        assert summary["evaluated"] == len(before)
+
+    done = run_module("nas_engine.search", *SEARCH, "--out", str(out), "--resume", timeout=300)
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert f"{len(before)} results restored" in done.stderr
+    assert comparable(out) == uninterrupted
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_from"] == len(before)
+    assert summary["evaluated"] == BUDGET
+
+
+def test_resume_after_a_line_cut_short_by_the_crash(tmp_path: Path) -> None:
+    whole = tmp_path / "whole"
+    nas_engine.search(budget=10, out=str(whole), seed=1, **TINY)
+    cut = tmp_path / "cut"
+    nas_engine.search(budget=6, out=str(cut), seed=1, **TINY)
+    # The config records budget 6; a crash of the budget-10 run looks like this plus a torn
+    # last line, so give the folder the budget-10 identity and tear its last record.
+    config = json.loads((whole / "config.json").read_text())
+    (cut / "config.json").write_text(json.dumps(config))
+    (cut / "summary.json").unlink()
+    with (cut / "results.jsonl").open("a") as f:
+        f.write('{"index": 6, "arch_id": "trunc')
+    resumed = nas_engine.search(budget=10, out=str(cut), seed=1, resume=True, **TINY)
+    assert comparable(cut) == comparable(whole)
+    assert [r.index for r in resumed] == list(range(10))
+
+
+def test_resume_refuses_a_run_with_other_settings(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    nas_engine.search(budget=5, out=str(out), seed=1, **TINY)
+    with pytest.raises(ConfigError, match="differs in: seed"):
+        nas_engine.search(budget=5, out=str(out), seed=2, resume=True, **TINY)
+    with pytest.raises(ConfigError, match="holds no run"):
+        nas_engine.search(budget=5, out=str(tmp_path / "empty"), resume=True, **TINY)
+    with pytest.raises(ConfigError, match="needs --out"):
+        nas_engine.search(budget=5, resume=True, **TINY)
+
+
+def test_resume_refuses_a_journal_the_strategy_does_not_reproduce(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    nas_engine.search(budget=5, out=str(out), seed=1, **TINY)
+    lines = (out / "proposals.jsonl").read_text().splitlines()
+    forged = json.loads(lines[2]) | {"key": "0123456789abcdef"}
+    lines[2] = json.dumps(forged)
+    (out / "proposals.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match="proposal 2"):
+        nas_engine.search(budget=5, out=str(out), seed=1, resume=True, **TINY)
+
+
+def test_resume_of_a_finished_run_scores_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = nas_engine.search(budget=6, out=str(out), seed=1, **TINY)
+    again = nas_engine.search(budget=6, out=str(out), seed=1, resume=True, **TINY)
+    assert again == first
+    assert len((out / "results.jsonl").read_text().splitlines()) == 6
+
+
+def test_eval_timeout_in_process_records_failures_and_goes_on(tmp_path: Path) -> None:
+    # Benchmark sizes take far longer than 1 ms to score.
+    results = nas_engine.search(
+        budget=3, out=str(tmp_path / "run"), eval_timeout=0.001, strategy="random"
+    )
+    assert [r.status for r in results] == ["failed"] * 3
+    assert all("timed out" in r.error and "--eval-timeout 0.001" in r.error for r in results)
+    # The timer is gone afterwards: nothing fires later in this process.
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
