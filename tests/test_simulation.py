@@ -1,0 +1,298 @@
+"""Regret simulation: policies on tiny hand-made pools whose right choice and regret are
+worked out by hand in the comments, plus properties and one check on the real logs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import LOGS_ZIP, require
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nas_engine.fitness import Fitness
+from nas_engine.nbnlp import TrainingLog
+from nas_engine.simulation import (
+    Ordering,
+    Pool,
+    RandomChoice,
+    SimulationError,
+    TrainedProxy,
+    TrainingFree,
+    TwoStage,
+    confidence_band,
+    first_budget_reaching,
+    log_budgets,
+    pool_from_logs,
+    simulate,
+)
+
+# Four architectures a, b, c, d (positions 0..3).
+#   final test loss   5.0  4.0  4.5  6.0    -> best is b (4.0); regrets 1.0, 0, 0.5, 2.0
+#   val after ep 1    5.5  6.0  5.0  5.8    -> one epoch prefers c; b starts slowly
+#   val after ep 2    5.1  4.2  4.6  6.1    -> two epochs prefer b
+#   seconds per epoch 100  100  100  200
+#   hidden_cov        1    3    2    0      (higher is better)  -> b, c, a, d
+#   params            10   1    30   20     (higher is better)  -> c, d, a, b
+#   scoring seconds   1 per metric per architecture
+TEST = [5.0, 4.0, 4.5, 6.0]
+REGRET = [1.0, 0.0, 0.5, 2.0]
+A, B, C, D = range(4)
+
+
+def tiny_pool(**metric_overrides) -> Pool:
+    metrics = {"hidden_cov": np.array([1.0, 3.0, 2.0, 0.0]), "params": np.array([10, 1, 30, 20.0])}
+    metrics.update({k: np.asarray(v, dtype=float) for k, v in metric_overrides.items()})
+    return Pool(
+        names=("a", "b", "c", "d"),
+        test_loss=np.array(TEST),
+        val_loss=np.array([[5.5, 5.1], [6.0, 4.2], [5.0, 4.6], [5.8, 6.1]]),
+        epoch_seconds=np.array([[100.0, 100.0], [100.0, 100.0], [100.0, 100.0], [200.0, 200.0]]),
+        metrics=metrics,
+        scoring_seconds={m: np.ones(4) for m in metrics},
+    )
+
+
+def fitness(spec: str) -> Fitness:
+    return Fitness.parse(spec, "rnn")
+
+
+def choose(policy, order, budget, pool=None):
+    return policy.choose(Ordering(pool or tiny_pool(), order), budget)
+
+
+def test_pool_regret_and_units():
+    pool = tiny_pool()
+    assert [pool.regret(i) for i in range(4)] == REGRET
+    assert pool.first_epoch_total() == 500.0  # 100 + 100 + 100 + 200
+    assert pool.architecture_epoch() == 100.0  # median of 100, 100, 100, 200
+    assert pool.training_seconds(2).tolist() == [200.0, 200.0, 200.0, 400.0]
+
+
+def test_random_choice_is_the_first_of_the_ordering_and_free():
+    choice = choose(RandomChoice(), [2, 0, 1, 3], 1e9)
+    assert (choice.index, choice.spent, choice.fallback) == (C, 0.0, "")
+
+
+def test_trained_proxy_one_epoch():
+    # Order a, b, c, d. Budget 250 pays a and b (100 each; c would make 300): a (5.5) beats b.
+    choice = choose(TrainedProxy(1), [0, 1, 2, 3], 250)
+    assert (choice.index, choice.trained, choice.spent) == (A, 2, 200.0)
+    # Budget 300 also pays c, the best after one epoch (5.0): regret 0.5, not 0.
+    assert choose(TrainedProxy(1), [0, 1, 2, 3], 300).index == C
+
+
+def test_trained_proxy_stops_at_the_first_that_does_not_fit():
+    # Order d, a: d costs 200, so a budget of 150 trains nothing even though a would fit.
+    choice = choose(TrainedProxy(1), [3, 0, 1, 2], 150)
+    assert choice.index == D and choice.trained == 0 and choice.fallback
+
+
+def test_trained_proxy_more_epochs_finds_the_slow_starter():
+    # Two epochs cost 200 each: budget 400 pays a and b; b (4.2) wins.
+    choice = choose(TrainedProxy(2), [0, 1, 2, 3], 400)
+    assert (choice.index, choice.trained, choice.spent) == (B, 2, 400.0)
+
+
+def test_trained_proxy_with_nothing_trained_falls_back_to_random():
+    choice = choose(TrainedProxy(1), [2, 0, 1, 3], 99.9)
+    assert choice.index == C and choice.fallback and choice.spent == 0.0
+
+
+def test_training_free_single_metric_over_a_growing_prefix():
+    # Order d, a, b, c; 1 s each. Budget 2 scores d (0) and a (1) -> a; budget 3 adds b (3).
+    policy = TrainingFree(fitness("hidden_cov"))
+    assert choose(policy, [3, 0, 1, 2], 2).index == A
+    assert choose(policy, [3, 0, 1, 2], 3).index == B
+    low = choose(policy, [3, 0, 1, 2], 0.5)
+    assert low.index == D and low.scored == 0 and low.fallback
+
+
+def test_training_free_ensemble_ranks_against_the_scored_population():
+    # Scoring both metrics costs 2 s per architecture.
+    # All four scored (8 s): hidden_cov percentiles d .125, a .375, c .625, b .875; params
+    # b .125, a .375, d .625, c .875; equal-weight means a .375, b .5, c .75, d .375 -> c.
+    all_four = choose(TrainingFree(fitness("hidden_cov+params")), [0, 1, 2, 3], 8)
+    assert (all_four.index, all_four.scored) == (C, 4)
+    # Only a and b scored (4 s): a = (.25 + .75) / 2 = b = (.75 + .25) / 2, a tie: the earlier.
+    assert choose(TrainingFree(fitness("hidden_cov+params")), [0, 1, 2, 3], 4).index == A
+    assert choose(TrainingFree(fitness("hidden_cov+params")), [1, 0, 2, 3], 4).index == B
+    # Weights 2 : 1: a = (2 * .25 + .75) / 3 = .417, b = (2 * .75 + .25) / 3 = .583 -> b.
+    assert choose(TrainingFree(fitness("hidden_cov:2+params")), [0, 1, 2, 3], 4).index == B
+
+
+def test_training_free_pays_for_but_never_chooses_an_undefined_fitness():
+    pool = tiny_pool(hidden_cov=[1.0, math.nan, 2.0, 0.0])  # b's metric failed
+    choice = choose(TrainingFree(fitness("hidden_cov")), [1, 3, 0, 2], 2, pool)
+    assert choice.index == D and choice.scored == 2 and choice.spent == 2.0  # b paid, d chosen
+    only_b = choose(TrainingFree(fitness("hidden_cov")), [1, 3, 0, 2], 1, pool)
+    assert only_b.index == B and only_b.fallback  # nothing choosable: the random fallback
+
+
+def test_two_stage_scores_then_trains_the_top_k():
+    # Budget 400, share 1/2: scoring all four costs 4 s; hidden_cov ranks b, c, a, d; the top
+    # two (b, c) train one epoch (100 s each, 396 s left): c (5.0) beats b (6.0) -> regret 0.5.
+    choice = choose(TwoStage(fitness("hidden_cov"), epochs=1, top_k=2), [0, 1, 2, 3], 400)
+    assert (choice.index, choice.scored, choice.trained, choice.spent) == (C, 4, 2, 204.0)
+    # Two epochs (200 s each): only b fits in the 396 s left, and b is the best: regret 0.
+    two = choose(TwoStage(fitness("hidden_cov"), epochs=2, top_k=2), [0, 1, 2, 3], 400)
+    assert (two.index, two.trained, two.spent) == (B, 1, 204.0)
+
+
+def test_two_stage_with_top_one_never_trains_more_than_one():
+    choice = choose(TwoStage(fitness("hidden_cov"), epochs=1, top_k=1), [0, 1, 2, 3], 1e6)
+    assert (choice.index, choice.trained, choice.spent) == (B, 1, 104.0)
+
+
+def test_two_stage_falls_back_to_the_fitness_then_to_random():
+    policy = TwoStage(fitness("hidden_cov"), epochs=1, top_k=2)
+    no_training = choose(policy, [0, 1, 2, 3], 50)  # 4 s of scoring, 46 s left < 100 s
+    assert no_training.index == B and no_training.trained == 0 and no_training.fallback
+    partial = choose(policy, [0, 2, 1, 3], 5)  # share 2.5 s scores a and c -> c, untrained
+    assert partial.index == C and partial.scored == 2
+    nothing = choose(policy, [3, 0, 1, 2], 1)  # share 0.5 s scores nothing -> the first (d)
+    assert nothing.index == D and nothing.scored == 0 and nothing.fallback
+
+
+def test_two_stage_rejects_bad_settings():
+    with pytest.raises(SimulationError, match="top_k"):
+        TwoStage(fitness("hidden_cov"), epochs=1, top_k=0)
+    with pytest.raises(SimulationError, match="scoring_share"):
+        TwoStage(fitness("hidden_cov"), epochs=1, top_k=1, scoring_share=0)
+
+
+def test_simulate_regret_over_orderings_and_budgets():
+    orders = [[0, 1, 2, 3], [2, 3, 1, 0]]
+    curves = simulate(tiny_pool(), [RandomChoice(), TrainedProxy(1)], orders, [100, 300])
+    # Random: a then c, whatever the budget.
+    assert curves["random"].regret.tolist() == [[1.0, 1.0], [0.5, 0.5]]
+    # One epoch: order 1 trains a (100) then a, b, c (300) -> a, c; order 2 trains c (100),
+    # then c, d (300) -> c, c.
+    proxy = curves["trained proxy, 1 epoch"]
+    assert proxy.regret.tolist() == [[1.0, 0.5], [0.5, 0.5]]
+    assert proxy.mean.tolist() == [0.75, 0.5]
+    assert proxy.spent.tolist() == [[100.0, 300.0], [100.0, 300.0]]
+    assert not proxy.fallback.any()
+
+
+def test_confidence_band():
+    regret = np.array([[1.0, 0.0], [1.0, 2.0], [1.0, 4.0], [1.0, 2.0]])
+    low, high = confidence_band(regret, resamples=500)
+    assert low[0] == high[0] == 1.0  # every ordering agrees: no width
+    assert 0.0 <= low[1] < 2.0 < high[1] <= 4.0  # the mean (2.0) inside, within the data range
+
+
+def test_first_budget_reaching():
+    assert first_budget_reaching([1, 2, 4, 8], [0.5, 0.3, 0.2, 0.1], 0.25) == 4.0
+    assert first_budget_reaching([1, 2], [0.5, 0.3], 0.3) == 2.0
+    assert first_budget_reaching([1, 2], [0.5, 0.3], 0.1) is None
+
+
+def test_log_budgets():
+    assert np.allclose(log_budgets(1, 100, 3), [1, 10, 100])
+    with pytest.raises(SimulationError):
+        log_budgets(0, 100, 3)
+
+
+def test_pool_rejects_inconsistent_input():
+    good = tiny_pool()
+    with pytest.raises(SimulationError, match="val_loss"):
+        Pool(good.names, good.test_loss, good.val_loss[:3], good.epoch_seconds)
+    with pytest.raises(SimulationError, match="scoring seconds"):
+        Pool(good.names, good.test_loss, good.val_loss, good.epoch_seconds, {"x": np.ones(4)})
+    with pytest.raises(SimulationError, match="every pool position"):
+        Ordering(good, [0, 1, 1, 3])
+    with pytest.raises(SimulationError, match="no values for metric"):
+        choose(TrainingFree(fitness("synflow")), [0, 1, 2, 3], 10)
+
+
+def test_subset_and_rescored_costs():
+    pool = tiny_pool()
+    half = pool.subset([2, 3])
+    assert half.names == ("c", "d") and half.best_test_loss == 4.5 and half.regret(1) == 1.5
+    slow = pool.with_scoring_seconds({"hidden_cov": 50.0})
+    # 50 s per architecture: budget 120 scores two (a, b) -> b.
+    choice = choose(TrainingFree(fitness("hidden_cov")), [0, 1, 2, 3], 120, slow)
+    assert (choice.index, choice.scored, choice.spent) == (B, 2, 100.0)
+
+
+def _log(name: str, status: str, test: float, num_params: int) -> TrainingLog:
+    return TrainingLog(
+        name, "{}", status, 8, 8, 1, num_params, (test + 1, test), (test + 2, test + 1), (3, 4)
+    )
+
+
+def test_pool_from_logs_takes_ok_logs_and_the_benchmark_param_count():
+    logs = [_log("x.json", "OK", 5.0, 1000), _log("y.json", "loss is nan!", 4.0, 10)]
+    logs.append(_log("z.json", "OK", 4.5, 2000))
+    scores = pd.DataFrame(
+        {
+            "log": ["z.json", "x.json"],
+            "hidden_cov": [2.0, 1.0],
+            "hidden_cov_seconds": [0.1, 0.2],
+            "params": [7.0, 9.0],  # a count at other sizes: replaced by num_params
+            "params_seconds": [0.01, 0.01],
+        }
+    )
+    pool = pool_from_logs(logs, scores, ["hidden_cov", "params"])
+    assert pool.names == ("x.json", "z.json")
+    assert pool.metrics["hidden_cov"].tolist() == [1.0, 2.0]
+    assert pool.scoring_seconds["hidden_cov"].tolist() == [0.2, 0.1]
+    assert pool.metrics["params"].tolist() == [1000.0, 2000.0]
+    assert pool.epoch_seconds.tolist() == [[3.0, 4.0], [3.0, 4.0]]
+    with pytest.raises(SimulationError, match="no scores"):
+        pool_from_logs(logs, scores.iloc[:1], ["hidden_cov"])
+
+
+@given(
+    test=st.lists(st.floats(1, 10), min_size=2, max_size=8),
+    budget=st.floats(0, 5000),
+    data=st.data(),
+)
+def test_choices_stay_within_budget_and_regret_is_never_negative(test, budget, data):
+    n = len(test)
+    rng = np.random.default_rng(data.draw(st.integers(0, 1000)))
+    pool = Pool(
+        names=tuple(str(i) for i in range(n)),
+        test_loss=np.array(test),
+        val_loss=rng.uniform(4, 8, (n, 3)),
+        epoch_seconds=rng.uniform(50, 500, (n, 3)),
+        metrics={"hidden_cov": rng.normal(size=n), "params": rng.normal(size=n)},
+        scoring_seconds={"hidden_cov": rng.uniform(0, 2, n), "params": rng.uniform(0, 2, n)},
+    )
+    ordering = Ordering(pool, rng.permutation(n))
+    policies = [
+        RandomChoice(),
+        TrainedProxy(3),
+        TrainingFree(fitness("hidden_cov+params")),
+        TwoStage(fitness("hidden_cov:2+params"), epochs=2, top_k=data.draw(st.integers(1, 4))),
+    ]
+    for policy in policies:
+        choice = policy.choose(ordering, budget)
+        assert 0 <= choice.index < n
+        assert choice.spent <= budget + 1e-9
+        assert pool.regret(choice.index) >= 0
+
+
+def test_real_logs_one_epoch_of_the_whole_pool():
+    """With the whole pool's first epoch, the one-epoch proxy picks the lowest epoch-1
+    validation loss, whatever the ordering: checked against the raw JSON directly."""
+    from helpers import read_logs
+
+    from nas_engine.nbnlp import read_logs as read_training_logs
+
+    raw = [d for _, d in read_logs() if d["status"] == "OK"]
+    pick = min(raw, key=lambda d: d["val_losses"][0])
+    best = min(d["test_losses"][-1] for d in raw)
+    budget = sum(d["wall_times"][0] for d in raw)
+
+    logs = read_training_logs(require(LOGS_ZIP))
+    names = [log.name for log in logs if log.ok]
+    scores = pd.DataFrame({"log": names, "hidden_cov": 0.0, "hidden_cov_seconds": 0.0})
+    pool = pool_from_logs(logs, scores, ["hidden_cov"])
+    order = np.random.default_rng(0).permutation(pool.size)
+    choice = choose(TrainedProxy(1), order, budget * (1 + 1e-12), pool)
+    assert choice.trained == len(raw) == pool.size
+    assert pool.regret(choice.index) == pytest.approx(pick["test_losses"][-1] - best)
