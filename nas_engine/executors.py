@@ -216,6 +216,7 @@ class RayExecutor(Executor):
         self._idle: list[Any] = []
         self._in_flight: dict[Any, _InFlight] = {}  # object ref -> what it scores
         self._queue: deque[tuple[Candidate, int]] = deque()
+        self._pids: dict[Any, Any] = {}  # actor handle -> object ref of its process id
         self.restarts = 0
 
     # lifecycle -----------------------------------------------------------------------
@@ -265,24 +266,28 @@ class RayExecutor(Executor):
         count = self._worker_count()
         workers = [self._new_worker() for _ in range(count)]
         try:  # fail here, clearly, if a worker cannot build its scorer
-            ray.get([w.pid.remote() for w in workers])
+            ray.get([self._pids[w] for w in workers])
         except ray.exceptions.RayError as exc:
             raise ExecutorError(f"Ray workers failed to start: {_first_line(exc)}") from None
         self._idle = workers
         self.capacity = count
 
     def _new_worker(self) -> Any:
-        return self._actor_class.remote(*self._init_args)
+        worker = self._actor_class.remote(*self._init_args)
+        # Asked now, while the worker is idle: an actor answers one call at a time, so asking a
+        # busy worker would wait for its scoring to end.
+        self._pids[worker] = worker.pid.remote()
+        return worker
 
     def worker_pids(self) -> list[int]:
         """Process ids of the current workers (for monitoring, and for tests that kill one)."""
         actors = self._idle + [f.worker for f in self._in_flight.values()]
-        return self._ray.get([a.pid.remote() for a in actors])
+        return self._ray.get([self._pids[a] for a in actors])
 
     def busy_pids(self) -> dict[str, int]:
         """Architecture key -> process id of the worker scoring it now."""
         items = list(self._in_flight.values())
-        pids = self._ray.get([f.worker.pid.remote() for f in items])
+        pids = self._ray.get([self._pids[f.worker] for f in items])
         return {f.candidate.key: pid for f, pid in zip(items, pids, strict=True)}
 
     def shutdown(self) -> None:
@@ -290,7 +295,7 @@ class RayExecutor(Executor):
             return
         for actor in self._idle + [f.worker for f in self._in_flight.values()]:
             self._ray.kill(actor, no_restart=True)
-        self._idle, self._in_flight = [], {}
+        self._idle, self._in_flight, self._pids = [], {}, {}
         if self._started_ray:
             self._ray.shutdown()
             self._started_ray = False
@@ -386,6 +391,7 @@ class RayExecutor(Executor):
     def _replace(self, worker: Any, killed: bool = False) -> None:
         if not killed:
             self._ray.kill(worker, no_restart=True)
+        self._pids.pop(worker, None)
         self.restarts += 1
         self._idle.append(self._new_worker())
 
