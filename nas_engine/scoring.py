@@ -16,6 +16,7 @@ import torch
 from search_spaces import get_space
 from search_spaces.rnn import ModelSizes
 
+from .bert_probes import BertProbe, BertProber
 from .corpus import Corpus, CorpusError, embedded_corpus, first_batch, load_corpus, windows
 from .metrics import Measured, MetricFailure, get_metric
 from .probes import NTK_MINIBATCHES, RNNProbe, plan_depth
@@ -63,6 +64,20 @@ class Scorer:
         self.metrics = [get_metric(m, setup.space) for m in setup.metrics]
         corpus = corpus or setup.load_corpus()
         self.corpus_description = corpus.description
+        # Each space has its prober: BERT scores batch_size sequences of bptt tokens.
+        self.bert: BertProber | None = None
+        if setup.space == "bert":
+            self.needs = frozenset(n for m in self.metrics for n in m.needs)
+            self.bert = BertProber(
+                corpus,
+                setup.split,
+                setup.batch_size,
+                setup.bptt,
+                setup.seed,
+                self.device,
+                self.needs,
+            )
+            return
         ids = corpus.split(setup.split)
         # The scoring input: the first T steps of the batchified split (T, B).
         self.tokens = first_batch(ids, setup.batch_size, setup.bptt).to(self.device)
@@ -95,8 +110,10 @@ class Scorer:
             except CorpusError as exc:
                 self.missing["minibatches"] = str(exc)
 
-    def probe(self, arch) -> RNNProbe:
+    def probe(self, arch) -> RNNProbe | BertProbe:
         """The probe of one (validated) architecture, planned for this scorer's metrics."""
+        if self.bert is not None:
+            return self.bert.probe(arch)
         return RNNProbe(
             arch,
             self.sizes,

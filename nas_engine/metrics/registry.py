@@ -43,6 +43,13 @@ class Metric:
 _METRICS: dict[str, Metric] = {}  # filled once, at import of the metric modules
 
 
+def registry_key(name: str, space: str) -> str:
+    """The registry is keyed by (space, name): two spaces may both have a ``params``. The RNN
+    space, the first, keeps its bare names as keys (tools and tests address them so); another
+    space's metric is stored under ``SPACE:NAME``."""
+    return name if space == "rnn" else f"{space}:{name}"
+
+
 def register(
     name: str, *, direction: Direction, needs: set[str], description: str, space: str = "rnn"
 ) -> Callable:
@@ -51,21 +58,32 @@ def register(
         raise ValueError(f"direction must be 'higher' or 'lower', not {direction!r}")
 
     def wrap(fn: Callable) -> Callable:
-        if name in _METRICS:
+        key = registry_key(name, space)
+        if key in _METRICS:
             raise ValueError(f"metric {name!r} is registered twice")
-        _METRICS[name] = Metric(name, fn, direction, frozenset(needs), description, space)
+        _METRICS[key] = Metric(name, fn, direction, frozenset(needs), description, space)
         return fn
 
     return wrap
 
 
 def get_metric(name: str, space: str | None = None) -> Metric:
-    metric = _METRICS.get(name)
-    if metric is None or (space is not None and metric.space != space):
+    """The metric ``name`` of ``space``; without a space, the RNN one where both have it."""
+    if space is None:
+        metric = _METRICS.get(name) or next((m for m in _METRICS.values() if m.name == name), None)
+    else:
+        metric = _METRICS.get(registry_key(name, space))
+    if metric is None:
         known = ", ".join(metric_names(space))
         raise KeyError(f"unknown metric {name!r} (known: {known})")
     return metric
 
 
 def metric_names(space: str | None = None) -> list[str]:
-    return sorted(n for n, m in _METRICS.items() if space is None or m.space == space)
+    return sorted({m.name for m in _METRICS.values() if space is None or m.space == space})
+
+
+def metrics_of(space: str | None = None) -> list[Metric]:
+    """Every registered metric (of ``space``), by space then name."""
+    chosen = (m for m in _METRICS.values() if space is None or m.space == space)
+    return sorted(chosen, key=lambda m: (m.space, m.name))

@@ -1,0 +1,218 @@
+"""The BERT probe: one untrained encoder, its input batch, and passes run once and shared.
+
+Metrics of the ``bert`` space declare what they read as ``needs``, each one of
+:data:`BERT_PASSES`. The :class:`BertProber` (one per scorer) holds the input batch; a
+:class:`BertProbe` per architecture builds the network from the seed (without touching
+torch's global RNG) and runs each pass at most once:
+
+* ``param_count``: the parameter counts, from a weightless model on the ``meta`` device;
+* ``forward``: one forward pass, recording through forward hooks (installed by
+  :func:`recording`, a context manager that always removes them) the outputs of the
+  token-mixing linear projections, the attention probabilities and the feed-forward
+  activations;
+* ``backward``: the same forward with autograd, then one backward from the last hidden state,
+  giving the gradients of the linear weights and of the position-embedding table. The weights
+  and their ``.grad`` are untouched (``torch.autograd.grad``).
+
+The backward's seed. metrics.md says "a gradient of ones". Through the last layer's
+LayerNorm that gradient is zero in exact arithmetic (the LayerNorm output of every token sums
+to its bias, whatever the input, while its weight is 1 as initialised), so every gradient
+below it would be float rounding noise (about 1e-8 of a normal gradient, measured, and
+different on CPU and GPU). We therefore seed the backward with a fixed standard-normal tensor
+G drawn from the probe's seed: the gradient of sum(G * y). :data:`GRADIENT_SEED` names the
+choice; ``"ones"`` gives the literal definition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+
+from search_spaces.bert import BertConfig, BertEncoder, EncoderSizes
+from search_spaces.bert.model import AttentionProbs, FeedForward
+
+from .corpus import Corpus, first_batch
+from .probes import derived_seed
+
+BERT_PASSES: dict[str, str] = {
+    "param_count": "the parameter counts (a weightless 'meta' model; no pass)",
+    "forward": (
+        "one forward, recording the token-mixing projections' outputs, the attention "
+        "probabilities and the feed-forward activations"
+    ),
+    "backward": (
+        "the forward with autograd and one backward from the last hidden state: gradients of "
+        "the linear weights and of the position-embedding table"
+    ),
+}
+GRADIENT_SEED = "normal"  # "normal" (see the module docstring) or "ones"
+
+
+def check_bert_need(need: str) -> None:
+    if need not in BERT_PASSES:
+        raise ValueError(f"unknown need {need!r} (declared passes: {', '.join(BERT_PASSES)})")
+
+
+def bert_tokens(corpus: Corpus, split: str, batch_size: int, length: int) -> torch.Tensor:
+    """(batch, length) token ids: the first ``length`` steps of the split batchified into
+    ``batch_size`` columns, so each row is a contiguous stretch of the text (the same tokens
+    the RNN side scores, one sequence per row)."""
+    return first_batch(corpus.split(split), batch_size, length).t().contiguous()
+
+
+@dataclass
+class Recording:
+    """What the forward hooks saw, in the order the modules ran."""
+
+    mixing_outputs: list[torch.Tensor] = field(default_factory=list)  # (B, T, width) each
+    attention_probs: list[torch.Tensor] = field(default_factory=list)  # (B, n, T, T) each
+    activations: list[torch.Tensor] = field(default_factory=list)  # (B, T, F) each
+
+
+@contextmanager
+def recording(model: BertEncoder) -> Iterator[Recording]:
+    """Forward hooks on the token-mixing linears, the attention softmaxes and the
+    feed-forward activations for the duration of the block; removed on exit, error or not."""
+    rec = Recording()
+    handles = []
+
+    def keep(into: list[torch.Tensor]):
+        return lambda module, inputs, output: into.append(output.detach())
+
+    try:
+        for role, _, linear in model.linear_roles():
+            if role == "mixing":
+                handles.append(linear.register_forward_hook(keep(rec.mixing_outputs)))
+        for module in model.modules():
+            if isinstance(module, AttentionProbs):
+                handles.append(module.register_forward_hook(keep(rec.attention_probs)))
+            elif isinstance(module, FeedForward):
+                for act in module.activations:
+                    handles.append(act.register_forward_hook(keep(rec.activations)))
+        yield rec
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@dataclass(frozen=True)
+class WeightGradient:
+    role: str  # "mixing", "output" or "feed_forward" (BertEncoder.linear_roles)
+    name: str
+    weight: torch.Tensor
+    grad: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Backward:
+    linears: list[WeightGradient]
+    position_grad: torch.Tensor  # (T, H): gradient of the position-embedding rows used
+
+
+class BertProbe:
+    """What the transformer metrics read, for one configuration."""
+
+    def __init__(
+        self,
+        config: BertConfig,
+        sizes: EncoderSizes,
+        tokens: torch.Tensor,
+        seed: int,
+        device: torch.device | str = "cpu",
+        needs: Iterable[str] | None = None,
+    ) -> None:
+        self.config = config
+        self.sizes = sizes
+        self.tokens = tokens
+        self.seed = seed
+        self.device = torch.device(device)
+        self.plan = frozenset(needs or ())
+        for need in self.plan:
+            check_bert_need(need)
+
+    @cached_property
+    def model(self) -> BertEncoder:
+        # Weights drawn on the CPU generator whatever the device: the same network everywhere.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            model = BertEncoder(self.config, self.sizes, "cpu")
+        return model.to(self.device).eval()
+
+    @cached_property
+    def _meta_model(self) -> BertEncoder:
+        return BertEncoder(self.config, self.sizes, "meta")
+
+    @cached_property
+    def param_count(self) -> int:
+        return sum(p.numel() for p in self._meta_model.parameters())
+
+    @cached_property
+    def nonembedding_param_count(self) -> int:
+        return sum(p.numel() for p in self._meta_model.layers.parameters())
+
+    def _run(self, with_grad: bool) -> tuple[Recording, torch.Tensor]:
+        tokens = self.tokens.to(self.device)
+        with recording(self.model) as rec, torch.set_grad_enabled(with_grad):
+            out = self.model(tokens)
+        return rec, out
+
+    @cached_property
+    def _forward_and_output(self) -> tuple[Recording, torch.Tensor]:
+        return self._run(with_grad="backward" in self.plan)
+
+    @property
+    def forward(self) -> Recording:
+        return self._forward_and_output[0]
+
+    @cached_property
+    def backward(self) -> Backward:
+        rec, out = self._forward_and_output
+        if not out.requires_grad:  # the forward ran without autograd (not planned): once more
+            rec, out = self._run(with_grad=True)
+        linears = self.model.linear_roles()
+        position = self.model.embeddings.position.weight
+        if GRADIENT_SEED == "ones":
+            seed_grad = torch.ones_like(out)
+        else:
+            gen = torch.Generator().manual_seed(derived_seed(self.seed, "bert-backward"))
+            seed_grad = torch.randn(out.shape, generator=gen, dtype=out.dtype).to(self.device)
+        grads = torch.autograd.grad(
+            out, [lin.weight for _, _, lin in linears] + [position], grad_outputs=seed_grad
+        )
+        length = self.tokens.shape[1]
+        return Backward(
+            [
+                WeightGradient(role, name, lin.weight.detach(), g)
+                for (role, name, lin), g in zip(linears, grads[:-1], strict=True)
+            ],
+            grads[-1][:length],
+        )
+
+
+class BertProber:
+    """Per scorer: the input batch (built once, on the device) and the encoder sizes."""
+
+    def __init__(
+        self,
+        corpus: Corpus,
+        split: str,
+        batch_size: int,
+        length: int,
+        seed: int,
+        device: torch.device,
+        needs: Iterable[str],
+    ) -> None:
+        self.tokens = bert_tokens(corpus, split, batch_size, length).to(device)
+        self.sizes = EncoderSizes(vocab_size=len(corpus.vocab), max_length=length)
+        self.seed = seed
+        self.device = device
+        self.needs = frozenset(needs)
+        for need in self.needs:
+            check_bert_need(need)
+
+    def probe(self, config: BertConfig) -> BertProbe:
+        return BertProbe(config, self.sizes, self.tokens, self.seed, self.device, self.needs)
