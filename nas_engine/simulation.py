@@ -226,10 +226,13 @@ class Ordering:
         self._ranked: dict[tuple[str, int], np.ndarray] = {}
 
     def paid(self, key: tuple, costs_in_pool_order: np.ndarray, budget: float) -> int:
-        """How many architectures, taken in this ordering, fit in ``budget`` (cumulative)."""
+        """How many architectures, taken in this ordering, fit in ``budget`` (cumulative).
+        A relative slack of 1e-12 lets a budget equal to a sum of costs pay for all of them,
+        whatever order float additions happened in."""
         if key not in self._cumulative:
             self._cumulative[key] = np.cumsum(costs_in_pool_order[self.order])
-        return int(np.searchsorted(self._cumulative[key], budget, side="right"))
+        slack = 1e-12 * max(1.0, abs(budget))
+        return int(np.searchsorted(self._cumulative[key], budget + slack, side="right"))
 
     def spent(self, key: tuple, n: int) -> float:
         return float(self._cumulative[key][n - 1]) if n else 0.0
@@ -361,7 +364,8 @@ class TwoStage:
             index = int(ordering.order[0])
             return Choice(self.name, budget, index, scoring_spent, n_scored, fallback=reason)
         train_cost = np.cumsum(pool.training_seconds(self.epochs)[top])
-        n_trained = int(np.searchsorted(train_cost, budget - scoring_spent, side="right"))
+        left = budget - scoring_spent
+        n_trained = int(np.searchsorted(train_cost, left + 1e-12 * max(1.0, left), side="right"))
         if n_trained == 0:
             return Choice(
                 self.name,
