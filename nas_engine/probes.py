@@ -25,7 +25,7 @@ import torch
 from torch.nn import functional as F
 
 from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel, count_parameters
-from search_spaces.rnn.model import CellRecord
+from search_spaces.rnn.model import CellRecord, SharedEmbedding
 
 from .metrics.registry import MetricFailure
 
@@ -133,7 +133,9 @@ class RNNProbe:
     pass records only what its first request asks. ``targets``: the next tokens of
     ``tokens`` (T, B), for the loss. ``minibatches``: the NTK's (inputs, targets) windows,
     the first equal to (tokens, targets). ``missing``: why targets or minibatches are absent
-    (keys "targets", "minibatches"), reported by the metrics that need them.
+    (keys "targets", "minibatches"), reported by the metrics that need them. ``shared``:
+    the seed's embedding drawn once for many probes (:class:`SharedEmbedding`, of this
+    ``seed`` and ``sizes``, on ``device``); the network is the same with or without it.
     """
 
     def __init__(
@@ -149,6 +151,7 @@ class RNNProbe:
         targets: torch.Tensor | None = None,
         minibatches: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
         missing: Mapping[str, str] | None = None,
+        shared: SharedEmbedding | None = None,
     ) -> None:
         self.recipe = recipe
         self.sizes = sizes
@@ -160,6 +163,7 @@ class RNNProbe:
         self.targets = targets
         self.minibatches = minibatches
         self.missing = dict(missing or {})
+        self.shared = shared
         self._jacobians: dict[str | None, torch.Tensor] = {}
         self._loss_grads: dict[int, torch.Tensor] = {}
 
@@ -171,6 +175,9 @@ class RNNProbe:
     def model(self) -> RNNLanguageModel:
         # Weights are drawn on the CPU generator whatever the device, so an architecture
         # gets the same network, and the same score up to rounding, on CPU and GPU.
+        if self.shared is not None:
+            model = self.shared.build(self.recipe, self.sizes, self.device, self.depth)
+            return model.eval()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             model = RNNLanguageModel(self.recipe, self.sizes, "cpu", build_layers=self.depth)

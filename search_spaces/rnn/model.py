@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .compiled import CellProgram, CellWeights
 from .recipe import (
     ACTIVATIONS,
     BLEND,
@@ -83,13 +84,24 @@ class StackRecord:
 class RecipeCell(nn.Module):
     """One recurrent layer running a recipe over a sequence.
 
-    ``forward`` is the fast path: input-to-hidden products of all steps are one matrix
-    multiply before the recurrence, and each state's products with every linear node that
-    reads it are one multiply per step. ``step`` interprets the graph node by node and is the
-    reference the fast path is tested against.
+    ``forward`` runs the compiled program (:class:`~.compiled.CellProgram`, built once per
+    cell): input-to-hidden products of all steps are one matrix multiply before the
+    recurrence, the products of every value with all linear nodes that read it are one
+    multiply per step, and the step is generated straight-line code. ``step`` interprets the
+    graph node by node and is the reference the compiled path is tested against;
+    ``forward_interpreted`` is the earlier fast path (the same multiplies, the graph walked at
+    every step), kept to measure what the compilation gains.
     """
 
-    def __init__(self, recipe: Recipe, input_size: int, hidden_size: int) -> None:
+    def __init__(
+        self,
+        recipe: Recipe,
+        input_size: int,
+        hidden_size: int,
+        program: CellProgram | None = None,
+    ) -> None:
+        """``program``: the recipe's compiled program, when the caller already has one (the
+        layers of a model share theirs)."""
         super().__init__()
         self.recipe = recipe
         self.input_size = input_size
@@ -103,6 +115,7 @@ class RecipeCell(nn.Module):
             for n in self.linear_nodes
         )
         self._linear_index = {n: j for j, n in enumerate(self.linear_nodes)}
+        self.program = CellProgram(recipe) if program is None else program
         self.reset_parameters()
 
     def _width(self, name: str) -> int:
@@ -142,20 +155,63 @@ class RecipeCell(nn.Module):
             values[name] = _apply(node.op, ins, self, name)
         return tuple(values[f"h_new_{i}"] for i in range(self.num_states))
 
-    # ------------------------------------------------------------------ fast path
+    # ------------------------------------------------------------------ compiled path
     def forward(
         self,
         x: torch.Tensor,
         state: tuple[torch.Tensor, ...] | None = None,
         record_entering: bool = False,
         record: CellRecord | None = None,
+        *,
+        projected: torch.Tensor | None = None,
+        weights: CellWeights | None = None,
+        steps: int | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor | None]:
         """Run the whole sequence ``x`` of shape (T, B, input_size).
 
         Returns the outputs (T, B, H), the final state, and, with ``record_entering``, the
         first state element entering the cell at every step, (T, B, H). ``record`` is filled
         with what it asks for (the per-step tensors themselves).
+
+        ``projected``: the inputs already projected (``self.program.project`` with
+        ``weights``, this cell's ``self.program.weights(self)``), used in place of ``x``'s
+        projection (x then only gives shape, dtype and device). ``steps``: run only
+        the first ``steps`` steps (all by default); the states entering steps 0..T-1 need
+        only T-1 of them.
         """
+        weights = self.program.weights(self) if weights is None else weights
+        if projected is None:
+            projected = self.program.project(weights, x)
+        run = self.program.run(
+            weights,
+            projected,
+            state,
+            steps=x.shape[0] if steps is None else steps,
+            batch_size=x.shape[1],
+            hidden_size=self.hidden_size,
+            like=x,
+            entering=record_entering or (record is not None and record.entering),
+            activations=record is not None and record.activations,
+        )
+        if record is not None:
+            if record.entering:
+                record.entering_steps.extend(run.entering)
+            for name, values in run.activations.items():
+                record.activation_steps.setdefault(name, []).extend(values)
+        recorded = torch.stack(run.entering) if record_entering and run.entering else None
+        if record_entering and recorded is None:
+            recorded = x.new_empty(0, x.shape[1], self.hidden_size)
+        return run.outputs, run.state, recorded
+
+    # ------------------------------------------------------------------ interpreted path
+    def forward_interpreted(
+        self,
+        x: torch.Tensor,
+        state: tuple[torch.Tensor, ...] | None = None,
+        record_entering: bool = False,
+        record: CellRecord | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor | None]:
+        """``forward`` without the compiled program (the graph walked at every step)."""
         steps, batch = x.shape[0], x.shape[1]
         if state is None:
             state = self.initial_state(batch, x)
@@ -268,10 +324,15 @@ class RNNLanguageModel(nn.Module):
         sizes: ModelSizes,
         device: torch.device | str | None = None,
         build_layers: int | None = None,
+        encoder_weight: torch.Tensor | None = None,
     ) -> None:
         """``build_layers``: build only the embedding and the first layers (no decoder), for
         probes that read no deeper. Their weights equal the full model's: they are drawn
-        first, in the same order."""
+        first, in the same order.
+
+        ``encoder_weight``: an embedding (V, E) drawn earlier, used as is (not copied, not
+        drawn again: torch's RNG must then stand where that draw left it, see
+        :class:`SharedEmbedding`). Many models of one seed share it."""
         super().__init__()
         self.recipe = recipe
         self.sizes = sizes
@@ -282,18 +343,33 @@ class RNNLanguageModel(nn.Module):
         # and on a 33k x 400 embedding it costs more than scoring a cell).
         layer_sizes = sizes.layer_sizes()[:build_layers]
         self.complete = len(layer_sizes) == sizes.num_layers
+        if encoder_weight is not None and tuple(encoder_weight.shape) != (
+            sizes.vocab_size,
+            sizes.embedding_size,
+        ):
+            raise ValueError(
+                f"encoder weight of shape {tuple(encoder_weight.shape)}, expected "
+                f"({sizes.vocab_size}, {sizes.embedding_size})"
+            )
+        program = CellProgram(recipe)  # one compiled step for every layer
         with torch.device("meta"):
             self.encoder = nn.Embedding(sizes.vocab_size, sizes.embedding_size)
-            self.layers = nn.ModuleList(RecipeCell(recipe, inp, hid) for inp, hid in layer_sizes)
+            self.layers = nn.ModuleList(
+                RecipeCell(recipe, inp, hid, program) for inp, hid in layer_sizes
+            )
             self.decoder = nn.Linear(last_hidden, sizes.vocab_size) if self.complete else None
         self.to_empty(device=device or "cpu")
+        if encoder_weight is not None:  # shares the tensor's storage
+            self.encoder.weight = nn.Parameter(encoder_weight)
         if sizes.tied and self.decoder is not None:
             self.decoder.weight = self.encoder.weight
-        self.reset_parameters()
+        self.reset_parameters(draw_encoder=encoder_weight is None)
 
-    def reset_parameters(self) -> None:
-        """The benchmark's initialisation, drawn from torch's current RNG state."""
-        nn.init.uniform_(self.encoder.weight, -0.1, 0.1)
+    def reset_parameters(self, draw_encoder: bool = True) -> None:
+        """The benchmark's initialisation, drawn from torch's current RNG state (the
+        embedding first, unless ``draw_encoder`` is False)."""
+        if draw_encoder:
+            nn.init.uniform_(self.encoder.weight, -0.1, 0.1)
         for cell in self.layers:
             cell.reset_parameters()
         if self.decoder is not None:
@@ -350,12 +426,94 @@ class RNNLanguageModel(nn.Module):
         step, each (T, B, H_layer). Layers above ``num_layers`` are not run."""
         if num_layers > len(self.layers):
             raise ValueError(f"asked for {num_layers} layers, {len(self.layers)} were built")
-        h = self.encoder(tokens)
-        recorded = []
-        for cell in self.layers[:num_layers]:
-            h, _, entering = cell(h, record_entering=True)
-            recorded.append(entering)
+        steps, batch = tokens.shape
+        like = self.encoder.weight
+        recorded, h = [], None
+        for layer, cell in enumerate(self.layers[:num_layers]):
+            weights = cell.program.weights(cell)
+            if layer == 0:
+                projected = self._project_tokens(cell, weights, tokens)
+            else:
+                projected = cell.program.project(weights, h)
+            top = layer == num_layers - 1
+            # The state entering the last step is the state after T - 1 steps: the top
+            # layer's last step is never needed.
+            run = cell.program.run(
+                weights,
+                projected,
+                None,
+                steps=steps - 1 if top else steps,
+                batch_size=batch,
+                hidden_size=cell.hidden_size,
+                like=like,
+                entering=True,
+            )
+            entering = [*run.entering, run.state[0]] if top else run.entering
+            recorded.append(torch.stack(entering))
+            h = run.outputs
         return recorded
+
+    def _project_tokens(
+        self, cell: RecipeCell, weights: CellWeights, tokens: torch.Tensor
+    ) -> torch.Tensor | None:
+        """The first layer's input projection of ``tokens`` (T, B) -> (T, B, n_x * H). A
+        batch of T * B tokens holds far fewer distinct ones (1172 of 3500 in PTB's first
+        batch), so on the CPU each distinct token is embedded and projected once and the rows
+        are gathered (the same numbers up to rounding, a third of the multiply). Not on a
+        GPU: finding the distinct tokens there would wait for the device."""
+        if weights.x_weight is None:
+            return None
+        if tokens.device.type == "cpu":
+            distinct, inverse = torch.unique(tokens, return_inverse=True)
+            if 4 * distinct.numel() < 3 * tokens.numel():
+                return cell.program.project(weights, self.encoder(distinct))[inverse]
+        return cell.program.project(weights, self.encoder(tokens))
+
+
+@dataclass(frozen=True)
+class SharedEmbedding:
+    """The embedding that every model of one seed and size draws first (the benchmark draws
+    it before the cells), drawn once, and torch's CPU RNG state right after that draw.
+    Building a model with ``encoder_weight=weight`` from ``rng_state`` gives exactly the
+    model that :func:`torch.manual_seed` (seed) would, without drawing and storing V x E
+    numbers again (at the default sizes that draw costs more than a small cell's forward)."""
+
+    weight: torch.Tensor  # (V, E), on the device the models will run on
+    rng_state: torch.Tensor  # torch.get_rng_state() right after drawing it on the CPU
+
+    @classmethod
+    def draw(
+        cls, seed: int, sizes: ModelSizes, device: torch.device | str = "cpu"
+    ) -> SharedEmbedding:
+        """Draw it as :class:`RNNLanguageModel` does (torch's default dtype), leaving torch's
+        global RNG state as it was."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            weight = torch.empty(sizes.vocab_size, sizes.embedding_size)
+            nn.init.uniform_(weight, -0.1, 0.1)
+            state = torch.get_rng_state()
+        return cls(weight.to(device), state)
+
+    def build(
+        self,
+        recipe: Recipe,
+        sizes: ModelSizes,
+        device: torch.device | str = "cpu",
+        build_layers: int | None = None,
+    ) -> RNNLanguageModel:
+        """The model of ``recipe`` with this embedding (the cells drawn on the CPU from the
+        saved RNG state, torch's global RNG state left as it was), moved to ``device``."""
+        if self.weight.dtype != torch.get_default_dtype():
+            raise ValueError(
+                f"shared embedding is {self.weight.dtype}, the default dtype is "
+                f"{torch.get_default_dtype()}: draw it under the same default dtype"
+            )
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self.rng_state)
+            model = RNNLanguageModel(
+                recipe, sizes, "cpu", build_layers=build_layers, encoder_weight=self.weight
+            )
+        return model.to(device)
 
 
 def count_parameters(model: nn.Module) -> int:

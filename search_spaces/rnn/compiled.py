@@ -1,0 +1,246 @@
+"""A recipe cell compiled once into a straight-line step function.
+
+:class:`CellProgram` resolves everything about a recipe that does not change from step to step,
+once: the topological order, which linear nodes read the input ``x`` (their input-to-hidden
+products, biases included, are one matrix multiply over all steps before the recurrence), and,
+for every other value a linear node reads (a state element or an internal node), the linear
+nodes that read it (their products with that value are one merged matrix multiply per step).
+The step itself is generated once as straight-line code with :mod:`torch.fx` (no per-step
+graph walking or dict lookups; the same code serves every layer, the hidden size being an
+argument), and it is the unit a GPU path can capture (CUDA graphs) or hand to ``torch.compile``.
+
+Measured on a 2-core CPU (``experiments/bench_scoring.py``): at the benchmark's sizes the
+recurrence is bound by the matrix multiplies (about 100 GFLOP/s, near the machine's peak), so
+what pays there is doing fewer of them (see ``RNNLanguageModel.entering_states``); the
+generated step removes interpretation overhead, which matters only at small sizes.
+
+The weights are gathered from the cell's parameters at every :meth:`CellProgram.run` (a few
+slices and concatenations per sequence), so autograd flows to the parameters when it is on and
+the same program serves every copy of the weights.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+from torch import fx
+from torch.nn import functional as F
+
+from .recipe import BLEND, LINEAR, PROD, SUM, Recipe
+
+if TYPE_CHECKING:
+    from .model import RecipeCell
+
+_ACTIVATIONS: dict[str, Callable[..., torch.Tensor]] = {
+    "activation_tanh": torch.tanh,
+    "activation_sigm": torch.sigmoid,
+    "activation_leaky_relu": F.leaky_relu,
+}
+
+
+@dataclass(frozen=True)
+class CellWeights:
+    """The cell's parameters arranged for the program: ``x_weight`` (n_x * H, I) and
+    ``x_bias`` (n_x * H,) of the linear nodes that read ``x``, stacked; per read value, the
+    transposed stacked weights (H_in, n_readers * H) of its readers; the biases of the linear
+    nodes that do not read ``x``."""
+
+    x_weight: torch.Tensor | None
+    x_bias: torch.Tensor | None
+    source_weights: tuple[torch.Tensor, ...]
+    plain_biases: tuple[torch.Tensor, ...]
+
+
+@dataclass
+class CellRun:
+    """What :meth:`CellProgram.run` returns: the outputs (steps, B, H), the final state, and
+    what was asked for: the state tensors entering each step (each the first state element,
+    (B, H)) and each activation node's outputs per step."""
+
+    outputs: torch.Tensor
+    state: tuple[torch.Tensor, ...]
+    entering: list[torch.Tensor] = field(default_factory=list)
+    activations: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+
+
+class CellProgram:
+    """The compiled form of one recipe, for any layer sizes (see the module docstring)."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        self.recipe = recipe
+        self.num_states = recipe.num_states
+        graph = recipe.node_map
+        self.order = recipe.topological_order
+        self.linear_nodes = tuple(n for n in self.order if graph[n].op == LINEAR)
+        self.x_readers = tuple(n for n in self.linear_nodes if "x" in graph[n].inputs)
+        self.plain_nodes = tuple(n for n in self.linear_nodes if n not in self.x_readers)
+        self.activation_nodes = tuple(n for n in self.order if graph[n].op in _ACTIVATIONS)
+        # Every non-x value some linear node reads, states first, then internal nodes in
+        # topological order (a product is formed as soon as its value exists).
+        read = {i for n in self.linear_nodes for i in graph[n].inputs if i != "x"}
+        states = [f"h_prev_{i}" for i in range(self.num_states) if f"h_prev_{i}" in read]
+        internal = [n for n in self.order if n in read]
+        self.sources: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
+            (s, tuple(n for n in self.linear_nodes if s in graph[n].inputs))
+            for s in (*states, *internal)
+        )
+        self._steps: dict[bool, Callable[..., tuple[torch.Tensor, ...]]] = {}
+
+    # ------------------------------------------------------------------ weights
+    def weights(self, cell: RecipeCell) -> CellWeights:
+        """The cell's parameters arranged for this program (differentiable slices)."""
+        graph = self.recipe.node_map
+        columns: dict[tuple[str, str], slice] = {}
+        for node in self.linear_nodes:
+            start = 0
+            for name in graph[node].inputs:
+                width = cell.input_size if name == "x" else cell.hidden_size
+                columns[node, name] = slice(start, start + width)
+                start += width
+        linear = dict(zip(cell.linear_nodes, cell.linears, strict=True))
+        x_weight = x_bias = None
+        if self.x_readers:
+            x_weight = torch.cat([linear[n].weight[:, columns[n, "x"]] for n in self.x_readers])
+            x_bias = torch.cat([linear[n].bias for n in self.x_readers])
+        # Transposed views of row-stacked blocks: MKL reads them as well as contiguous ones.
+        source_weights = tuple(
+            torch.cat([linear[n].weight[:, columns[n, s]] for n in readers]).t()
+            for s, readers in self.sources
+        )
+        plain = tuple(linear[n].bias for n in self.plain_nodes)
+        return CellWeights(x_weight, x_bias, source_weights, plain)
+
+    def project(self, weights: CellWeights, x: torch.Tensor) -> torch.Tensor | None:
+        """(..., I) -> (..., n_x * H): the input-to-hidden products, biases included, of
+        every linear node reading ``x``, in one multiply (None when no node reads ``x``)."""
+        if weights.x_weight is None:
+            return None
+        flat = x.reshape(-1, x.shape[-1])
+        out = torch.addmm(weights.x_bias, flat, weights.x_weight.t())
+        return out.view(*x.shape[:-1], out.shape[-1])
+
+    # ------------------------------------------------------------------ the recurrence
+    def run(
+        self,
+        weights: CellWeights,
+        projected: torch.Tensor | None,
+        state: Sequence[torch.Tensor] | None,
+        *,
+        steps: int,
+        batch_size: int,
+        hidden_size: int,
+        like: torch.Tensor,
+        entering: bool = False,
+        activations: bool = False,
+    ) -> CellRun:
+        """Run ``steps`` steps. ``projected``: :meth:`project` of the inputs, (>= steps, B,
+        n_x * H), or None when no node reads ``x``. ``state`` None starts from zero states.
+        ``like`` gives dtype and device."""
+        if state is None:
+            state = tuple(like.new_zeros(batch_size, hidden_size) for _ in range(self.num_states))
+        state = tuple(state)
+        run = CellRun(like.new_empty(0), state)
+        if activations:
+            run.activations = {n: [] for n in self.activation_nodes}
+        if steps == 0:
+            run.outputs = like.new_empty(0, batch_size, hidden_size)
+            return run
+        step = self.step_function(activations=activations)
+        constants = (*weights.source_weights, *weights.plain_biases)
+        k = self.num_states
+        outputs = []
+        for t in range(steps):
+            if entering:
+                run.entering.append(state[0])
+            pre = projected[t] if projected is not None else None
+            values = step(pre, hidden_size, *state, *constants)
+            state = values[:k]
+            if activations:
+                for name, value in zip(self.activation_nodes, values[k:], strict=True):
+                    run.activations[name].append(value)
+            outputs.append(state[0])
+        run.outputs = torch.stack(outputs)
+        run.state = tuple(state)
+        return run
+
+    def step_function(
+        self, *, activations: bool = False
+    ) -> Callable[..., tuple[torch.Tensor, ...]]:
+        """The generated step: ``(pre_t, hidden_size, h_prev_0.., source weights..,
+        plain biases..) -> (h_new_0.., activation outputs..)``, generated on first use."""
+        if activations not in self._steps:
+            module = fx.GraphModule(torch.nn.Module(), self._step_graph(activations))
+            self._steps[activations] = module.forward
+        return self._steps[activations]
+
+    @property
+    def step_source(self) -> str:
+        """The generated code of the step (for reading and debugging)."""
+        return fx.GraphModule(torch.nn.Module(), self._step_graph(False)).code
+
+    def _step_graph(self, activations: bool) -> fx.Graph:
+        g = fx.Graph()
+        graph = self.recipe.node_map
+        pre = g.placeholder("pre")
+        # The hidden size is an argument, so one program serves layers of any width.
+        hsz = g.placeholder("hidden_size")
+        values: dict[str, fx.Node] = {
+            f"h_prev_{i}": g.placeholder(f"h_prev_{i}") for i in range(self.num_states)
+        }
+        source_w = [g.placeholder(f"w_{j}") for j in range(len(self.sources))]
+        plain_b = {n: g.placeholder(f"b_{j}") for j, n in enumerate(self.plain_nodes)}
+        terms: dict[str, list[fx.Node]] = {n: [] for n in self.linear_nodes}
+        source_index = {s: j for j, (s, _) in enumerate(self.sources)}
+
+        def pieces(merged: fx.Node, count: int) -> list[fx.Node]:
+            if count == 1:
+                return [merged]
+            split = g.call_method("split", (merged, hsz, 1))
+            return [g.call_function(operator.getitem, (split, r)) for r in range(count)]
+
+        def multiply(source: str) -> None:
+            j = source_index[source]
+            readers = self.sources[j][1]
+            product = g.call_function(torch.mm, (values[source], source_w[j]))
+            for reader, piece in zip(readers, pieces(product, len(readers)), strict=True):
+                terms[reader].append(piece)
+
+        x_parts = dict(zip(self.x_readers, pieces(pre, len(self.x_readers)), strict=True))
+        for i in range(self.num_states):
+            if f"h_prev_{i}" in source_index:
+                multiply(f"h_prev_{i}")
+        for name in self.order:
+            node = graph[name]
+            ins = [values[i] for i in node.inputs if i != "x"]
+            if node.op == LINEAR:
+                value = x_parts[name] if name in x_parts else plain_b[name]
+                for term in terms[name]:
+                    value = g.call_function(torch.add, (value, term))
+            elif node.op == BLEND:
+                z, a, b = ins  # z * a + (1 - z) * b, as the reference computes it
+                value = g.call_function(
+                    torch.add,
+                    (
+                        g.call_function(torch.mul, (z, a)),
+                        g.call_function(torch.mul, (g.call_function(torch.rsub, (z, 1)), b)),
+                    ),
+                )
+            elif node.op in (PROD, SUM):
+                fn = torch.mul if node.op == PROD else torch.add
+                value = ins[0]
+                for other in ins[1:]:
+                    value = g.call_function(fn, (value, other))
+            else:
+                value = g.call_function(_ACTIVATIONS[node.op], (ins[0],))
+            values[name] = value
+            if name in source_index:
+                multiply(name)
+        out = [values[f"h_new_{i}"] for i in range(self.num_states)]
+        if activations:
+            out += [values[n] for n in self.activation_nodes]
+        g.output(tuple(out))
+        return g

@@ -1,0 +1,230 @@
+"""The compiled cell: straight-line step code, merged multiplies, and the lean forward paths
+(entering states, the shared embedding) against the node-by-node reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nas_engine.metrics.rnn import hidden_cov
+from nas_engine.probes import RNNProbe
+from search_spaces.rnn import ModelSizes, Recipe, RecipeCell, RNNLanguageModel, preset
+from search_spaces.rnn.compiled import CellProgram
+from search_spaces.rnn.generator import mutate_cell, sample_cell
+from search_spaces.rnn.model import CellRecord, SharedEmbedding
+
+
+def _cells() -> list[tuple[str, Recipe]]:
+    rng = np.random.default_rng(7)
+    cells = [(n, preset(n)) for n in ("rnn", "lstm", "gru")]
+    cells += [(f"sample{i}", sample_cell(rng)) for i in range(10)]
+    cell = preset("gru")
+    for i in range(4):
+        cell, _ = mutate_cell(cell, rng)
+        cells.append((f"mutant{i}", cell))
+    return cells
+
+
+CELLS = _cells()
+IDS = [n for n, _ in CELLS]
+
+# Two linear nodes read exactly {x, h_prev_0}; one reads only the internal node "a"; a third
+# reads "a" and h_prev_1. No node reads x outside a linear node.
+MERGE_RECIPE = Recipe.from_dict(
+    {
+        "a": {"op": "linear", "input": ["x", "h_prev_0"]},
+        "b": {"op": "linear", "input": ["h_prev_0", "x"]},
+        "ta": {"op": "activation_tanh", "input": ["a"]},
+        "sb": {"op": "activation_sigm", "input": ["b"]},
+        "c": {"op": "linear", "input": ["ta", "h_prev_1"]},
+        "d": {"op": "linear", "input": ["ta"]},
+        "h_new_1": {"op": "elementwise_prod", "input": ["sb", "d"]},
+        "h_new_0": {"op": "blend", "input": ["sb", "c", "h_prev_0"]},
+    }
+)
+
+
+def reference_sequence(cell: RecipeCell, x: torch.Tensor, state=None):
+    """Outputs, final state, entering states and activation outputs, by calling the
+    node-by-node ``step`` at every time step."""
+    if state is None:
+        state = tuple(x.new_zeros(x.shape[1], cell.hidden_size) for _ in range(cell.num_states))
+    outputs, entering, acts = [], [], {}
+    for t in range(x.shape[0]):
+        entering.append(state[0])
+        values: dict[str, torch.Tensor] = {}
+        state = cell.step(x[t], state, values)
+        for name in cell.order:
+            if cell.recipe.node_map[name].op.startswith("activation_"):
+                acts.setdefault(name, []).append(values[name])
+        outputs.append(state[0])
+    return torch.stack(outputs), state, torch.stack(entering), acts
+
+
+@pytest.mark.parametrize(("name", "recipe"), CELLS, ids=IDS)
+def test_compiled_forward_matches_reference_float32(name: str, recipe: Recipe) -> None:
+    torch.manual_seed(3)
+    cell = RecipeCell(recipe, input_size=24, hidden_size=16)
+    x = torch.randn(9, 5, 24)
+    record = CellRecord(entering=True, activations=True)
+    with torch.no_grad():
+        out, final, entering = cell(x, record_entering=True, record=record)
+        ref_out, ref_final, ref_entering, ref_acts = reference_sequence(cell, x)
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(entering, ref_entering, rtol=1e-5, atol=1e-6)
+    for a, b in zip(final, ref_final, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(torch.stack(record.entering_steps), ref_entering)
+    assert set(record.activation_steps) == set(ref_acts)
+    for node, steps in ref_acts.items():
+        torch.testing.assert_close(
+            torch.stack(record.activation_steps[node]), torch.stack(steps), rtol=1e-5, atol=1e-6
+        )
+
+
+@pytest.mark.parametrize(("name", "recipe"), CELLS[:8], ids=IDS[:8])
+def test_compiled_gradients_match_reference(name: str, recipe: Recipe, float64_default) -> None:
+    """Autograd flows through the compiled step to the cell's own parameters."""
+    torch.manual_seed(4)
+    cell = RecipeCell(recipe, input_size=6, hidden_size=5)
+    x = torch.randn(4, 3, 6, requires_grad=True)
+    params = [x, *cell.parameters()]
+    out, _, _ = cell(x)
+    got = torch.autograd.grad((out**2).sum(), params, materialize_grads=True)
+    ref_out, _, _, _ = reference_sequence(cell, x)
+    expected = torch.autograd.grad((ref_out**2).sum(), params, materialize_grads=True)
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)
+
+
+def test_step_is_straight_line_with_one_multiply_per_read_value() -> None:
+    program = CellProgram(MERGE_RECIPE)
+    # Read values: h_prev_0 (by a and b: one merged multiply), h_prev_1 (by c), ta (by c and
+    # d: one merged multiply). x is projected before the recurrence, not in the step.
+    assert [s for s, _ in program.sources] == ["h_prev_0", "h_prev_1", "ta"]
+    assert dict(program.sources) == {"h_prev_0": ("a", "b"), "h_prev_1": ("c",), "ta": ("c", "d")}
+    assert program.x_readers == ("a", "b")
+    code = program.step_source
+    assert code.count("torch.mm(") == 3
+    for keyword in ("for ", "while ", "if "):
+        assert keyword not in code
+
+
+def test_merged_program_by_hand(float64_default) -> None:
+    """One step of MERGE_RECIPE written out from the op definitions."""
+    torch.manual_seed(5)
+    cell = RecipeCell(MERGE_RECIPE, input_size=3, hidden_size=4)
+    lin = dict(zip(cell.linear_nodes, cell.linears, strict=True))
+    x, h0, h1 = torch.randn(2, 3), torch.randn(2, 4), torch.randn(2, 4)
+
+    def affine(node: str, *parts: torch.Tensor) -> torch.Tensor:
+        return torch.cat(parts, dim=1) @ lin[node].weight.t() + lin[node].bias
+
+    ta = torch.tanh(affine("a", x, h0))
+    sb = torch.sigmoid(affine("b", h0, x))
+    c = affine("c", ta, h1)
+    d = affine("d", ta)
+    expected0 = sb * c + (1 - sb) * h0
+    expected1 = sb * d
+    out, (got0, got1), _ = cell(x[None], (h0, h1))
+    torch.testing.assert_close(got0, expected0, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got1, expected1, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out[0], expected0, rtol=1e-12, atol=1e-12)
+
+
+def test_a_linear_node_reading_only_states_starts_from_its_bias(float64_default) -> None:
+    recipe = Recipe.from_dict(
+        {
+            "a": {"op": "linear", "input": ["h_prev_0"]},
+            "b": {"op": "linear", "input": ["x"]},
+            "h_new_0": {"op": "elementwise_sum", "input": ["a", "b"]},
+        }
+    )
+    torch.manual_seed(6)
+    cell = RecipeCell(recipe, input_size=3, hidden_size=4)
+    x = torch.randn(3, 2, 3)
+    out, _, entering = cell(x, record_entering=True)
+    lin = dict(zip(cell.linear_nodes, cell.linears, strict=True))
+    h = torch.zeros(2, 4)
+    for t in range(3):
+        assert torch.equal(entering[t], h)
+        h = (h @ lin["a"].weight.t() + lin["a"].bias) + (x[t] @ lin["b"].weight.t() + lin["b"].bias)
+        torch.testing.assert_close(out[t], h, rtol=1e-12, atol=1e-12)
+
+
+def _sizes(vocab: int = 30) -> ModelSizes:
+    return ModelSizes(vocab_size=vocab, embedding_size=12, hidden_size=16, num_layers=3)
+
+
+@pytest.mark.parametrize("distinct", [False, True], ids=["repeated-tokens", "all-distinct"])
+@pytest.mark.parametrize(("name", "recipe"), CELLS[:6], ids=IDS[:6])
+def test_entering_states_match_the_reference_stack(
+    name: str, recipe: Recipe, distinct: bool
+) -> None:
+    """Both ways of projecting the tokens (distinct rows gathered; the dense batch), and the
+    top layer run one step short, against the step-by-step reference through the stack."""
+    sizes = _sizes(vocab=200)
+    torch.manual_seed(8)
+    model = RNNLanguageModel(recipe, sizes).eval()
+    if distinct:
+        tokens = torch.randperm(200)[:40].view(8, 5)
+    else:
+        tokens = torch.randint(0, 6, (8, 5))
+    with torch.no_grad():
+        got = model.entering_states(tokens, 3)
+        h = model.encoder.weight[tokens]
+        for layer, cell in enumerate(model.layers):
+            out, _, entering, _ = reference_sequence(cell, h)
+            torch.testing.assert_close(got[layer], entering, rtol=1e-5, atol=1e-6)
+            h = out
+        assert len(model.entering_states(tokens, 1)) == 1
+
+
+def test_entering_states_of_a_single_step() -> None:
+    model = RNNLanguageModel(preset("lstm"), _sizes()).eval()
+    with torch.no_grad():
+        (states,) = model.entering_states(torch.tensor([[1, 2, 3]]), 1)
+    assert torch.equal(states, torch.zeros(1, 3, 16))
+
+
+def test_shared_embedding_builds_the_same_network() -> None:
+    sizes = _sizes()
+    recipe = preset("gru")
+    before = torch.get_rng_state()
+    shared = SharedEmbedding.draw(11, sizes)
+    built = shared.build(recipe, sizes)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(11)
+    direct = RNNLanguageModel(recipe, sizes)
+    got, expected = dict(built.named_parameters()), dict(direct.named_parameters())
+    assert list(got) == list(expected)
+    for name, p in expected.items():
+        assert torch.equal(got[name], p), name
+    assert built.decoder.weight is built.encoder.weight
+    # The first layers only: the same weights as the full model's.
+    shallow = shared.build(recipe, sizes, build_layers=1)
+    assert torch.equal(shallow.layers[0].linears[0].weight, direct.layers[0].linears[0].weight)
+    # The embedding is shared, not copied.
+    assert built.encoder.weight.data_ptr() == shared.weight.data_ptr()
+
+
+def test_shared_embedding_refuses_another_dtype(float64_default) -> None:
+    torch.set_default_dtype(torch.float32)
+    shared = SharedEmbedding.draw(0, _sizes())
+    torch.set_default_dtype(torch.float64)
+    with pytest.raises(ValueError, match="default dtype"):
+        shared.build(preset("rnn"), _sizes())
+
+
+def test_probe_with_shared_embedding_scores_the_same() -> None:
+    sizes = _sizes(vocab=50)
+    tokens = torch.randint(0, 50, (10, 6), generator=torch.Generator().manual_seed(0))
+    shared = SharedEmbedding.draw(3, sizes)
+    for _, recipe in CELLS[:5]:
+        plain = RNNProbe(recipe, sizes, tokens, 3, depth=1, needs={"entering_states:1"})
+        fast = RNNProbe(
+            recipe, sizes, tokens, 3, depth=1, needs={"entering_states:1"}, shared=shared
+        )
+        assert torch.equal(plain.entering_states(1), fast.entering_states(1))
+        assert hidden_cov(plain).value == hidden_cov(fast).value
