@@ -225,6 +225,16 @@ class RNNProbe:
             entering = [torch.stack(r.entering_steps) for r in run.records]
             return _Forward(entering, _naswot_kernel(run.records))
 
+    def launch_forward(self) -> list[torch.Tensor]:
+        """Run the planned forward of the entering states now, if it needs no host
+        synchronisation (no activation codes planned), and return the tensors it produced
+        (for a caller that launches it on a side CUDA stream); otherwise run nothing."""
+        if self.plan is None or self._planned("activation_codes"):
+            return []
+        if not any(n.startswith("entering_states:") for n in self.plan):
+            return []
+        return list(self._forward.entering)
+
     def entering_states(self, layer: int) -> torch.Tensor:
         """(T, B, H): the first state element entering layer ``layer``'s cell (1-based)."""
         if not 1 <= layer <= self.sizes.num_layers:

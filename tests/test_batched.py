@@ -1,0 +1,98 @@
+"""Batched scoring: the same evaluations as scoring one candidate at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import token_corpus
+
+from nas_engine.batched import BatchedScorer, score_batch
+from nas_engine.result import Candidate
+from nas_engine.scoring import Scorer, ScoringSetup
+from search_spaces.rnn import preset
+from search_spaces.rnn.generator import sample_cell
+
+METRICS = ("hidden_cov", "hidden_cov_l2", "activation_distance", "params")
+
+
+def _setup(device: str = "cpu", metrics: tuple[str, ...] = METRICS) -> ScoringSetup:
+    return ScoringSetup(
+        metrics=metrics,
+        embedding_size=8,
+        hidden_size=16,
+        num_layers=2,
+        batch_size=5,
+        bptt=7,
+        seed=4,
+        device=device,
+    )
+
+
+def _candidates() -> list[Candidate]:
+    rng = np.random.default_rng(3)
+    recipes = [preset("lstm"), sample_cell(rng), preset("gru"), sample_cell(rng)]
+    cands = [Candidate(r.key, r.to_dict()) for r in recipes]
+    # An invalid recipe in the middle: a failed evaluation, the others unaffected.
+    bad = Candidate("bad", {"h_new_0": {"op": "linear", "input": ["nowhere"]}})
+    return [*cands[:2], bad, *cands[2:]]
+
+
+def test_batch_equals_one_at_a_time() -> None:
+    corpus = token_corpus()
+    cands = _candidates()
+    single = [Scorer(_setup(), corpus).score(c) for c in cands]
+    before = torch.get_rng_state()
+    batched = BatchedScorer(_setup(), corpus).score_batch(cands)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert len(batched) == len(cands)
+    for one, many in zip(single, batched, strict=True):
+        assert many.status == one.status
+        assert many.error == one.error
+        assert dict(many.details) == dict(one.details)
+        # Same networks, same input: the scores agree to rounding (the model build differs
+        # only in where the embedding comes from).
+        assert set(many.metrics) == set(one.metrics)
+        for name, value in one.metrics.items():
+            assert many.metrics[name] == pytest.approx(value, rel=1e-12), name
+    assert batched[2].status == "failed" and "nowhere" in batched[2].error
+    assert sum(e.status == "ok" for e in batched) >= 3
+
+
+def test_score_batch_with_a_plain_scorer_and_an_empty_batch() -> None:
+    corpus = token_corpus()
+    cands = _candidates()[:2]
+    plain = Scorer(_setup(metrics=("hidden_cov",)), corpus)
+    got = score_batch(plain, cands)
+    expected = [plain.score(c) for c in cands]
+    assert [g.metrics for g in got] == [e.metrics for e in expected]
+    batched = BatchedScorer(_setup(metrics=("hidden_cov",)), corpus)
+    assert score_batch(batched, []) == []
+    assert [g.metrics for g in score_batch(batched, cands)] == [e.metrics for e in expected]
+
+
+def test_batched_scorer_shares_one_embedding() -> None:
+    scorer = BatchedScorer(_setup(metrics=("hidden_cov",)), token_corpus())
+    first = scorer.probe(preset("lstm"))
+    second = scorer.probe(preset("gru"))
+    assert first.model.encoder.weight.data_ptr() == scorer.shared.weight.data_ptr()
+    assert second.model.encoder.weight.data_ptr() == scorer.shared.weight.data_ptr()
+
+
+def test_streams_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="streams"):
+        BatchedScorer(_setup(), token_corpus(), streams=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_batch_matches_cpu() -> None:
+    corpus = token_corpus()
+    cands = _candidates()
+    cpu = BatchedScorer(_setup(metrics=("hidden_cov", "params")), corpus).score_batch(cands)
+    gpu = BatchedScorer(_setup("cuda", ("hidden_cov", "params")), corpus, streams=2).score_batch(
+        cands
+    )
+    for a, b in zip(cpu, gpu, strict=True):
+        assert a.status == b.status
+        for name, value in a.metrics.items():
+            assert b.metrics[name] == pytest.approx(value, rel=1e-4), name
