@@ -3,7 +3,10 @@ worked out by hand in the comments, plus properties and one check on the real lo
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -297,3 +300,47 @@ def test_real_logs_one_epoch_of_the_whole_pool():
     choice = choose(TrainedProxy(1), order, pool.first_epoch_total(), pool)
     assert choice.trained == len(raw) == pool.size
     assert pool.regret(choice.index) == pytest.approx(pick["test_losses"][-1] - best)
+
+
+def _run_script(*args: str) -> subprocess.CompletedProcess:
+    from helpers import REPO_ROOT
+
+    script = REPO_ROOT / "experiments" / "regret_simulation.py"
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_experiment_script_end_to_end(tmp_path):
+    """A tiny run of the experiment: its outputs exist and its one-epoch target on the whole
+    pool is the regret of the lowest epoch-1 validation loss, read from the raw JSON."""
+    from helpers import read_logs
+
+    require(LOGS_ZIP)
+    out = tmp_path / "rs"
+    args = ("--orderings", "2", "--half-pools", "2", "--budgets", "4", "--top-k", "1,10")
+    done = _run_script(*args, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert "Regret simulation" in out.with_suffix(".md").read_text()
+
+    raw = [d for _, d in read_logs() if d["status"] == "OK"]
+    pick = min(raw, key=lambda d: d["val_losses"][0])
+    best = min(d["test_losses"][-1] for d in raw)
+    full = result["evaluations"]["full"]
+    one_epoch = full["methods"]["trained proxy, 1 epoch"]["mean"]
+    assert one_epoch[-1] == pytest.approx(pick["test_losses"][-1] - best, abs=1e-6)
+    assert full["budget_fractions"][-1] == pytest.approx(1.0)
+    assert result["pool"]["size"] == len(raw)
+
+
+def test_experiment_script_missing_scores_is_exit_2(tmp_path):
+    require(LOGS_ZIP)
+    done = _run_script("--scores", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "x"))
+    assert done.returncode == 2
+    assert "absent.csv" in done.stderr and len(done.stderr.strip().splitlines()) == 1
