@@ -447,7 +447,9 @@ def confidence_band(
     return low, high
 
 
-def first_budget_reaching(budgets: Sequence[float], mean_regret: Sequence[float], target: float):
+def first_budget_reaching(
+    budgets: Sequence[float], mean_regret: Sequence[float], target: float
+) -> float | None:
     """The smallest budget at which the mean regret is at most ``target`` (None if never).
     A tolerance of 1e-12 absorbs float noise in means of equal regrets."""
     for budget, value in zip(budgets, mean_regret, strict=True):
