@@ -25,10 +25,11 @@ choice; ``"ones"`` gives the literal definition.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TypeVar
 
 import torch
 
@@ -49,6 +50,7 @@ BERT_PASSES: dict[str, str] = {
         "the linear weights and of the position-embedding table"
     ),
 }
+T = TypeVar("T")
 GRADIENT_SEED = "normal"  # "normal" (see the module docstring) or "ones"
 
 
@@ -133,6 +135,14 @@ class BertProbe:
         self.plan = frozenset(needs or ())
         for need in self.plan:
             check_bert_need(need)
+        # Sums a metric and its normalised twin share, computed once (see ``shared``).
+        self._shared: dict[str, object] = {}
+
+    def shared(self, name: str, compute: Callable[[BertProbe], T]) -> T:
+        """``compute(self)``, computed once per probe under ``name``."""
+        if name not in self._shared:
+            self._shared[name] = compute(self)
+        return self._shared[name]  # type: ignore[return-value]
 
     @cached_property
     def model(self) -> BertEncoder:

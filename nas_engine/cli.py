@@ -16,7 +16,7 @@ from search_spaces import space_names
 
 from .config import ConfigError, SearchConfig
 from .executors import EXECUTORS
-from .metrics import get_metric, metric_names
+from .metrics import metrics_of
 from .strategies import STRATEGIES
 
 EXIT_BAD_INPUT = 2
@@ -98,6 +98,16 @@ def search_parser() -> argparse.ArgumentParser:
         "--space",
         default=d.space,
         help=f"search space: {', '.join(space_names())} (default: %(default)s)",
+    )
+    p.add_argument(
+        "--restrict",
+        default=None,
+        metavar="SPEC",
+        help="bert: sample and mutate only inside a restriction: FIELD=VALUE[|VALUE],... "
+        "(e.g. hidden_size=256,num_layers=4), a .json/.toml file of allowed values per field, "
+        "or a preset name (deep_wide); fields: hidden_size, num_layers, operation_type, "
+        "operation_parameter, operation, num_operation_heads, feed_forward_dimension, "
+        "num_feed_forward",
     )
     p.add_argument(
         "--fitness",
@@ -258,9 +268,8 @@ def add_execution_options(parser: argparse.ArgumentParser) -> None:
 
 def _list_metrics(space: str | None) -> str:
     lines = []
-    for name in metric_names(space):
-        m = get_metric(name)
-        lines.append(f"{name:<16} {m.space:<5} {m.direction:<7} {m.description}")
+    for m in metrics_of(space):
+        lines.append(f"{m.name:<16} {m.space:<5} {m.direction:<7} {m.description}")
     return "\n".join(lines)
 
 
@@ -271,6 +280,7 @@ def search_main(argv: list[str] | None = None) -> int:
         return 0
     config = SearchConfig(
         space=args.space,
+        restrict=args.restrict,
         fitness=args.fitness,
         strategy=args.strategy,
         budget=args.budget,
@@ -389,15 +399,84 @@ def benchmark_parser() -> argparse.ArgumentParser:
     nb.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: %(default)s)")
     nb.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_options(nb, defaults_from_logs=True)
+    add_nbbert_parser(sub)
     return p
+
+
+def add_nbbert_parser(sub: argparse._SubParsersAction) -> None:
+    nb = sub.add_parser(
+        "nbbert",
+        help="NAS-Bench-BERT: correlate metrics with the GLUE score",
+        description="Score every entry of a NAS-Bench-BERT JSON file (a list of entries with "
+        "hparams.model_hparam_overrides and scores.glue) and correlate each metric with GLUE.",
+    )
+    nb.add_argument(
+        "--benchmark",
+        required=True,
+        dest="benchmark_file",  # "benchmark" names the subcommand
+        metavar="PATH",
+        help="the benchmark's JSON",
+    )
+    nb.add_argument(
+        "--corpus",
+        default=None,
+        metavar="PATH",
+        help="text scored as input (folder or file); default: the embedded synthetic corpus",
+    )
+    nb.add_argument(
+        "--split",
+        choices=("train", "valid", "test"),
+        default="test",
+        help="corpus split whose first tokens are scored (default: %(default)s)",
+    )
+    nb.add_argument(
+        "--metrics",
+        default="head_confidence,params,nonembedding_params",
+        help="comma-separated metrics (default: %(default)s); 'all' for every BERT metric",
+    )
+    nb.add_argument(
+        "--restrict",
+        default=None,
+        metavar="SPEC",
+        help="score only the entries inside this restriction (as search --restrict)",
+    )
+    nb.add_argument(
+        "--together",
+        action="store_true",
+        help="score all metrics in one probe (shared passes; seconds are for the whole set)",
+    )
+    nb.add_argument(
+        "--limit", type=_positive_int, default=None, metavar="N", help="only the first N entries"
+    )
+    nb.add_argument(
+        "--out", default=None, metavar="DIR", help="output folder (default: runs/nbbert-TIME)"
+    )
+    nb.add_argument(
+        "--seed", type=int, default=0, help="network initialisation seed (default: %(default)s)"
+    )
+    nb.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: %(default)s)")
+    nb.add_argument("--no-progress", action="store_true", help="no progress bar")
+    nb.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=16,
+        help="sequences in the scoring batch (default: %(default)s)",
+    )
+    nb.add_argument(
+        "--bptt",
+        type=_positive_int,
+        default=64,
+        help="tokens per sequence, also the position-embedding rows (default: %(default)s)",
+    )
 
 
 def benchmark_main(argv: list[str] | None = None) -> int:
     args = benchmark_parser().parse_args(argv)
+    from .nbbert import run_nbbert
     from .nbnlp_report import run_nbnlp
 
     try:
-        return run_nbnlp(args)
+        return run_nbbert(args) if args.benchmark == "nbbert" else run_nbnlp(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

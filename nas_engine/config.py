@@ -32,6 +32,7 @@ EXECUTION_SETTINGS = (
 @dataclass(frozen=True)
 class SearchConfig:
     space: str = "rnn"
+    restrict: str | None = None  # bert: allowed values per field (search_spaces.bert.restriction)
     fitness: str = "hidden_cov"
     strategy: str = "evolution"
     budget: int = 100
@@ -87,8 +88,21 @@ class SearchConfig:
         if self.batch_size < 2:
             raise ConfigError("batch size must be at least 2 (correlations need several rows)")
         self._validate_execution()
+        self._validate_restriction()
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
             raise ConfigError(f"unknown device {self.device!r} (known: cpu, cuda, auto)")
+
+    def _validate_restriction(self) -> None:
+        if not self.restrict:
+            return
+        from search_spaces import get_space
+
+        try:
+            get_space(self.space, self.restrict)
+        except KeyError:
+            return  # an unknown space is reported as such by the engine
+        except ValueError as exc:  # a restriction that cannot be parsed, or the wrong space
+            raise ConfigError(f"--restrict: {exc}") from None
 
     def _validate_execution(self) -> None:
         from .executors import EXECUTORS  # executors.py imports scoring, which this needs

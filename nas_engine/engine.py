@@ -139,7 +139,7 @@ def run_search(
     """
     prep = prepare(config)
     store = prep.store
-    space = get_space(config.space)
+    space = get_space(config.space, config.restrict)
     strategy = make_strategy(
         config.strategy,
         space,

@@ -52,6 +52,10 @@ def nonembedding_params(probe) -> float:
 
 # ---------------------------------------------------------------------------- confidence
 def _head_confidence(probe) -> tuple[float, int]:
+    return probe.shared("head_confidence", _compute_head_confidence)
+
+
+def _compute_head_confidence(probe) -> tuple[float, int]:
     outputs = probe.forward.mixing_outputs
     total = sum(float(o.amax(dim=1).mean()) for o in outputs)
     return total, len(outputs)
@@ -80,6 +84,10 @@ def head_confidence_normalised(probe) -> float:
 
 
 def _softmax_confidence(probe) -> tuple[float, int]:
+    return probe.shared("head_softmax_confidence", _compute_softmax_confidence)
+
+
+def _compute_softmax_confidence(probe) -> tuple[float, int]:
     probs = probe.forward.attention_probs
     total = sum(float(p.amax(dim=1).mean()) for p in probs)
     return total, len(probs)
@@ -144,6 +152,10 @@ def head_importance_normalised(probe) -> float:
 
 
 def _diversity(probe) -> tuple[float, int]:
+    return probe.shared("synaptic_diversity", _compute_diversity)
+
+
+def _compute_diversity(probe) -> tuple[float, int]:
     pairs = [p for p in probe.backward.linears if p.role == "mixing"]
     total = 0.0
     for p in pairs:
@@ -203,6 +215,10 @@ def synaptic_saliency_normalised(probe) -> float:
 
 # ---------------------------------------------------------------------------- activations
 def _activation_distance(probe) -> tuple[float, int]:
+    return probe.shared("activation_distance", _compute_activation_distance)
+
+
+def _compute_activation_distance(probe) -> tuple[float, int]:
     total = 0.0
     acts = probe.forward.activations
     for act in acts:
