@@ -1,0 +1,236 @@
+"""Training one architecture: recipe, loop, evaluation, divergence, checkpoints, splits."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from dataclasses import replace
+
+import pytest
+import torch
+from helpers import read_logs
+from torch.nn import functional as F
+
+from nas_engine.corpus import Corpus, Vocabulary
+from nas_engine.training import (
+    TrainingConfigError,
+    TrainingRecipe,
+    build_model,
+    evaluate,
+    load_checkpoint,
+    prepare_data,
+    train_architecture,
+    weight_drop,
+    windows_per_epoch,
+)
+from search_spaces.rnn import ModelSizes, preset
+
+SIZES = ModelSizes(embedding_size=16, hidden_size=16, num_layers=2)
+TINY = TrainingRecipe(steps=40, batch_size=4, bptt=10, eval_batch_size=4, lr=1e-2)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny matrices: one thread is faster, and immune to other processes' load."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def cyclic_corpus(vocab_size: int = 12, tokens: int = 1200, splits=("train", "valid", "test")):
+    """Token i is followed by token i + 1 (mod V): perfectly learnable."""
+    vocab = Vocabulary()
+    for i in range(vocab_size):
+        vocab.add(f"t{i}")
+    ids = torch.arange(tokens) % vocab_size
+    return Corpus("cyclic test tokens", vocab, {s: ids.clone() for s in splits})
+
+
+def test_default_recipe_is_the_benchmarks():
+    """Every NAS-Bench-NLP log was trained with the same hyper-parameters: the defaults."""
+    _, log = read_logs()[0]
+    r = TrainingRecipe()
+    assert r.lr == log["lr"] and r.batch_size == log["batch_size"] and r.bptt == log["bptt"]
+    assert r.eval_batch_size == log["eval_batch_size"] and r.clip == log["clip"]
+    assert (r.dropout_output, r.dropout_hidden, r.dropout_input, r.dropout_embedding) == (
+        log["dropout"],
+        log["dropouth"],
+        log["dropouti"],
+        log["dropoute"],
+    )
+    assert (r.weight_drop, r.weight_decay, r.alpha, r.beta) == (
+        log["wdrop"],
+        log["wdecay"],
+        log["alpha"],
+        log["beta"],
+    )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"steps": 5, "epochs": 1.0},
+        {"steps": 0},
+        {"epochs": -1.0},
+        {"lr": 0.0},
+        {"dropout_input": 1.0},
+        {"batch_size": 0},
+        {"train_split": "test"},
+    ],
+)
+def test_bad_recipe_is_refused(bad):
+    with pytest.raises(TrainingConfigError):
+        TrainingRecipe(**bad)
+
+
+def test_loss_goes_down_on_a_learnable_corpus():
+    corpus = cyclic_corpus()
+    data = prepare_data(corpus, TINY)
+    untrained = evaluate(
+        build_model(preset("lstm"), replace(SIZES, vocab_size=12), 0), data.valid, 4, 10
+    )
+    out = train_architecture(preset("lstm").to_dict(), SIZES, corpus, replace(TINY, steps=120))
+    assert out.ok, out.error
+    assert untrained == pytest.approx(math.log(12), abs=0.1)  # uniform guess at the start
+    assert out.valid_loss < untrained - 1.0
+    assert out.valid_ppl == pytest.approx(math.exp(out.valid_loss))
+    assert out.test_ppl == pytest.approx(math.exp(out.test_loss))
+    # 300 rows of 4 columns: 299 target steps, 30 windows an epoch; 120 steps = 4 epochs.
+    assert out.steps == 120 and out.tokens == 4 * 299 * 4 and out.epochs == 4.0
+    assert out.sizes["vocab_size"] == 12  # the corpus's, whatever the sizes said
+
+
+def test_training_is_deterministic_for_a_seed():
+    corpus = cyclic_corpus()
+    a = train_architecture(preset("gru").to_dict(), SIZES, corpus, TINY)
+    b = train_architecture(preset("gru").to_dict(), SIZES, corpus, TINY)
+    c = train_architecture(preset("gru").to_dict(), SIZES, corpus, replace(TINY, seed=1))
+    assert (a.train_loss, a.valid_loss, a.test_loss) == (b.train_loss, b.valid_loss, b.test_loss)
+    assert a.valid_loss != c.valid_loss
+
+
+def test_global_rng_is_untouched():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train_architecture(preset("rnn").to_dict(), SIZES, cyclic_corpus(), replace(TINY, steps=3))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_epochs_count_windows_of_the_train_split():
+    corpus = cyclic_corpus(tokens=1203)
+    # 1203 tokens in 4 columns: 300 rows, 299 (input, target) steps, windows of 10: 30.
+    assert windows_per_epoch(1203, 4, 10) == 30
+    out = train_architecture(
+        preset("rnn").to_dict(), SIZES, corpus, replace(TINY, steps=None, epochs=0.5)
+    )
+    assert out.steps == 15 and out.epochs == pytest.approx(0.5)
+    # The first 15 windows are all full: 10 steps x 4 columns each.
+    assert out.tokens == 15 * 10 * 4
+
+
+def test_evaluate_matches_the_plain_model_window_by_window():
+    """evaluate = mean cross-entropy of the model's own forward, state carried over."""
+    ids = torch.randint(0, 12, (403,), generator=torch.Generator().manual_seed(0))
+    model = build_model(preset("lstm"), replace(SIZES, vocab_size=12), 3).eval()
+    data = ids[: (403 // 5) * 5].view(5, -1).t()  # (80, 5) columns
+    total, count, state = 0.0, 0, None
+    with torch.no_grad():
+        for start in range(0, 79, 7):
+            inputs = data[start : start + 7]
+            targets = data[start + 1 : start + 1 + inputs.shape[0]]
+            inputs = inputs[: targets.shape[0]]
+            logits, state = model(inputs, state)
+            loss = F.cross_entropy(logits.reshape(-1, 12), targets.reshape(-1), reduction="sum")
+            total += loss.item()
+            count += targets.numel()
+    assert evaluate(model, ids, 5, 7) == pytest.approx(total / count, rel=1e-6)
+
+
+def test_divergence_is_a_failed_outcome(tmp_path):
+    out = train_architecture(
+        preset("lstm").to_dict(),
+        SIZES,
+        cyclic_corpus(),
+        replace(TINY, lr=1e30),
+        checkpoint=tmp_path / "checkpoint.pt",
+    )
+    assert out.status == "failed" and "diverged" in out.error
+    assert out.valid_loss is None and out.valid_ppl is None
+    assert out.steps < TINY.steps
+    assert not (tmp_path / "checkpoint.pt").exists()
+    assert out.to_dict()["valid_loss"] is None
+
+
+def test_checkpoint_round_trip_gives_the_same_loss(tmp_path):
+    corpus = cyclic_corpus()
+    path = tmp_path / "checkpoint.pt"
+    out = train_architecture(preset("gru").to_dict(), SIZES, corpus, TINY, checkpoint=path)
+    assert out.ok and path.exists()
+    loaded = load_checkpoint(path)
+    assert not loaded.model.training
+    assert loaded.recipe == TINY and loaded.sizes == replace(SIZES, vocab_size=12)
+    assert loaded.vocab == tuple(corpus.vocab.words)
+    assert loaded.outcome["valid_loss"] == out.valid_loss
+    again = evaluate(loaded.model, corpus.splits["test"], TINY.eval_batch_size, TINY.bptt)
+    assert again == pytest.approx(out.test_loss, rel=1e-6)
+    # The checkpoint holds plain weights: no DropConnect parametrisation left behind.
+    assert all("parametrizations" not in k for k in loaded.model.state_dict())
+
+
+def test_not_a_checkpoint_is_refused(tmp_path):
+    bad = tmp_path / "x.pt"
+    torch.save({"hello": 1}, bad)
+    with pytest.raises(TrainingConfigError, match="not a nas-engine training checkpoint"):
+        load_checkpoint(bad)
+    with pytest.raises(TrainingConfigError, match="cannot read"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_a_corpus_without_train_split_names_the_fallback():
+    corpus = cyclic_corpus(splits=("valid", "test"))
+    with pytest.raises(TrainingConfigError, match="--train-split valid"):
+        prepare_data(corpus, TINY)
+    recipe = replace(TINY, train_split="valid")
+    data = prepare_data(corpus, recipe)
+    # Train on the head of valid, validate on its held-out tail (10%), test untouched.
+    assert torch.equal(data.train, corpus.splits["valid"][:1080])
+    assert torch.equal(data.valid, corpus.splits["valid"][1080:])
+    assert torch.equal(data.test, corpus.splits["test"])
+    assert "validated on its last 120" in data.notes[0]
+    out = train_architecture(preset("rnn").to_dict(), SIZES, corpus, replace(recipe, steps=5))
+    assert out.ok and out.notes == data.notes
+
+
+def test_a_split_too_short_is_refused():
+    with pytest.raises(TrainingConfigError, match="too few"):
+        prepare_data(cyclic_corpus(tokens=30), replace(TINY, eval_batch_size=50))
+
+
+def test_weight_drop_masks_only_the_recurrent_columns():
+    model = build_model(preset("rnn"), replace(SIZES, vocab_size=12), 0)
+    linear = model.layers[0].linears[0]  # linear(x, h_prev_0): 16 x columns, 16 state columns
+    original = linear.weight
+    before = original.detach().clone()
+    gen = torch.Generator().manual_seed(0)
+    with weight_drop(model, 0.5, gen):
+        model.train()
+        w = linear.weight
+        assert torch.equal(w[:, :16], before[:, :16])
+        recurrent = w[:, 16:] / before[:, 16:]
+        assert set(recurrent.unique().tolist()) == {0.0, 2.0}
+        model.eval()
+        assert torch.equal(linear.weight, before)
+    assert linear.weight is original
+    fresh = build_model(preset("rnn"), replace(SIZES, vocab_size=12), 0)
+    assert set(model.state_dict()) == set(fresh.state_dict())
+
+
+def test_arguments_and_outcome_travel_by_pickle():
+    """What a Ray worker receives and returns: the function, its arguments, the outcome."""
+    args = (preset("rnn").to_dict(), SIZES, None, replace(TINY, steps=2))
+    fn, restored = pickle.loads(pickle.dumps((train_architecture, args)))
+    assert fn is train_architecture and restored == args
+    out = train_architecture(*args[:2], cyclic_corpus(), args[3])
+    assert pickle.loads(pickle.dumps(out)) == out
