@@ -420,7 +420,8 @@ def _as_recipe(arch: Recipe | Mapping[str, Any] | str) -> Recipe:
     return Recipe.from_dict(arch)
 
 
-def _resolve_device(name: str) -> torch.device:
+def resolve_training_device(name: str) -> torch.device:
+    """cpu, cuda, cuda:N or auto; a CUDA device that is absent is bad input."""
     from .scoring import resolve_device  # scoring imports this module for the trained proxy
 
     try:
@@ -451,7 +452,7 @@ def train_architecture(
     """
     started = time.perf_counter()
     cell = _as_recipe(arch_record)
-    device = _resolve_device(recipe.device)
+    device = resolve_training_device(recipe.device)
     data = corpus if isinstance(corpus, TrainingData) else prepare_data(corpus, recipe)
     if isinstance(corpus, TrainingData):
         check_data(data, recipe)
@@ -595,7 +596,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> TrainedModel:
     cell = Recipe.from_dict(payload["arch"])
     model = RNNLanguageModel(cell, sizes, "cpu")
     model.load_state_dict(payload["state_dict"])
-    model = model.to(_resolve_device(device)).eval()
+    model = model.to(resolve_training_device(device)).eval()
     return TrainedModel(
         model,
         payload["arch"],
@@ -616,5 +617,6 @@ __all__ = [
     "evaluate",
     "load_checkpoint",
     "prepare_data",
+    "resolve_training_device",
     "train_architecture",
 ]

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import pickle
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
 import torch
-from helpers import read_logs
+from helpers import REPO_ROOT, read_logs
 from torch.nn import functional as F
 
-from nas_engine.corpus import Corpus, Vocabulary
+from nas_engine.corpus import Corpus, Vocabulary, load_corpus
+from nas_engine.train_cli import train_main
 from nas_engine.training import (
     TrainingConfigError,
     TrainingRecipe,
@@ -234,3 +239,107 @@ def test_arguments_and_outcome_travel_by_pickle():
     assert fn is train_architecture and restored == args
     out = train_architecture(*args[:2], cyclic_corpus(), args[3])
     assert pickle.loads(pickle.dumps(out)) == out
+
+
+# ---------------------------------------------------------------------- the command line
+def write_corpus(root, splits=("train", "valid", "test")):
+    """A tiny text corpus folder: a repeated cycle of sentences, so it is learnable."""
+    root.mkdir()
+    text = "\n".join(["the cat sat on the mat", "a dog ran to the cat", "the mat is red"] * 40)
+    for split in splits:
+        (root / f"{split}.txt").write_text(text + "\n", encoding="utf-8")
+    return root
+
+
+def run_train(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "nas_engine.train", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+TINY_ARGS = (
+    "--embedding-size", "16", "--hidden-size", "16", "--layers", "2",
+    "--batch-size", "4", "--bptt", "10", "--eval-batch-size", "4", "--lr", "0.01",
+)  # fmt: skip
+
+
+def test_cli_trains_and_writes_its_files(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus")
+    out = tmp_path / "run"
+    done = run_train("--preset", "gru", "--corpus", str(corpus), "--steps", "30",
+                     "--out", str(out), "--no-progress", *TINY_ARGS)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "valid loss" in done.stdout and "test loss" in done.stdout
+    record = json.loads((out / "training.json").read_text())
+    assert record["status"] == "ok" and record["steps"] == 30
+    assert record["arch"] == preset("gru").to_dict()
+    assert record["recipe"]["batch_size"] == 4 and record["recipe"]["lr"] == 0.01
+    # The checkpoint is a ready model: it gives the recorded loss on the text read afresh.
+    loaded = load_checkpoint(out / "checkpoint.pt")
+    valid = load_corpus(corpus, "valid").splits["valid"]
+    assert evaluate(loaded.model, valid, 4, 10) == pytest.approx(record["valid_loss"], rel=1e-6)
+    assert f"{record['valid_loss']:.4f}" in done.stdout
+
+
+def test_cli_records_a_diverged_run_and_exits_1(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus")
+    out = tmp_path / "run"
+    done = run_train("--preset", "lstm", "--corpus", str(corpus), "--steps", "20",
+                     "--out", str(out), "--no-progress", *TINY_ARGS, "--lr", "1e30")  # fmt: skip
+    assert done.returncode == 1
+    assert "training failed: training diverged" in done.stderr
+    record = json.loads((out / "training.json").read_text())
+    assert record["status"] == "failed" and record["checkpoint"] is None
+    assert not (out / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--preset", "lstm", "--steps", "5", "--epochs", "1"], "not allowed with argument"),
+        (["--preset", "lstm", "--steps", "0"], "must be >= 1"),
+        (["--preset", "nope"], "invalid choice"),
+        (["--steps", "5"], "one of the arguments --recipe --preset is required"),
+        (["--preset", "lstm", "--set", "dropout_input=1.5"], "dropout_input must be in [0, 1)"),
+        (["--preset", "lstm", "--set", "colour=red"], "expected NAME=VALUE"),
+        (["--preset", "lstm", "--train-split", "test"], "no held-out test"),
+        (["--preset", "lstm", "--corpus", "/no/such/corpus"], "does not exist"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(args, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as stopped:
+        sys.exit(train_main([*args, "--out", str(out)]))
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_cli_bad_recipe_file_and_missing_train_split(tmp_path, capsys):
+    bad = tmp_path / "cell.json"
+    bad.write_text(json.dumps({"h_new_0": {"op": "conv", "input": ["x"]}}))
+    assert train_main(["--recipe", str(bad), "--out", str(tmp_path / "a")]) == 2
+    assert "conv" in capsys.readouterr().err
+    corpus = write_corpus(tmp_path / "no-train", splits=("valid", "test"))
+    assert (
+        train_main(["--preset", "rnn", "--corpus", str(corpus), "--out", str(tmp_path / "b")]) == 2
+    )
+    assert "pass --train-split valid" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_cli_reads_a_benchmark_log_as_recipe(tmp_path):
+    _, log = read_logs()[0]
+    path = tmp_path / "log.json"
+    path.write_text(json.dumps(log))
+    corpus = write_corpus(tmp_path / "corpus")
+    args = ["--recipe", str(path), "--corpus", str(corpus), "--steps", "2"]
+    assert train_main([*args, "--out", str(tmp_path / "run"), "--no-progress", *TINY_ARGS]) == 0
+    record = json.loads((tmp_path / "run" / "training.json").read_text())
+    assert record["arch"] == json.loads(log["recepie"])

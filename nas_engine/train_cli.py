@@ -1,0 +1,250 @@
+"""``python -m nas_engine.train``: train one architecture with the benchmark's recipe.
+
+Parsing turns argv into a :class:`~nas_engine.training.TrainingRecipe`; bad input is one line
+on stderr and exit code 2, with nothing written. A run that diverges exits 1 with its
+``training.json`` (status failed, the reason) written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from tqdm import tqdm
+
+from search_spaces.rnn import ModelSizes, Recipe, RecipeError, preset
+from search_spaces.rnn.generator import PRESETS
+
+from .cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, _OneLineParser, _positive_float, _positive_int
+from .corpus import Corpus, CorpusError, embedded_corpus, load_corpus
+from .training import (
+    TrainingConfigError,
+    TrainingRecipe,
+    prepare_data,
+    resolve_training_device,
+    train_architecture,
+)
+
+EXIT_TRAINING_FAILED = 1
+
+
+def train_parser() -> argparse.ArgumentParser:
+    d = TrainingRecipe()
+    sizes = ModelSizes()
+    p = _OneLineParser(
+        prog="python -m nas_engine.train",
+        description="Train one cell with the NAS-Bench-NLP recipe (AWD-LSTM style, shortened) "
+        "and report its validation and test loss and perplexity; writes OUT/checkpoint.pt "
+        "(load it with nas_engine.training.load_checkpoint) and OUT/training.json.",
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--recipe",
+        metavar="FILE",
+        help="the cell: a JSON recipe {node: {op, input}}, or a NAS-Bench-NLP log (its "
+        "'recepie' is used)",
+    )
+    which.add_argument("--preset", choices=sorted(PRESETS), help="a known cell")
+    data = p.add_argument_group("corpus")
+    data.add_argument(
+        "--corpus",
+        default=None,
+        metavar="PATH",
+        help="folder with train/valid/test.txt; default: the embedded synthetic corpus",
+    )
+    data.add_argument(
+        "--train-split",
+        default=d.train_split,
+        help="split to train on (default: %(default)s); 'valid' for a corpus without a train "
+        "split: trains on its first 90%% and validates on the rest",
+    )
+    data.add_argument("--valid-split", default=d.valid_split, help="(default: %(default)s)")
+    data.add_argument(
+        "--test-split", default=d.test_split, help="'none' for no test (default: %(default)s)"
+    )
+    length = p.add_argument_group("how long").add_mutually_exclusive_group()
+    length.add_argument("--steps", type=_positive_int, default=None, help="optimiser steps")
+    length.add_argument(
+        "--epochs",
+        type=_positive_float,
+        default=None,
+        help="passes over the train split (default: 1 when --steps is not given either)",
+    )
+    train = p.add_argument_group("training recipe (defaults: the NAS-Bench-NLP logs)")
+    train.add_argument("--lr", type=_positive_float, default=d.lr, help="(default: %(default)s)")
+    train.add_argument(
+        "--batch-size", type=_positive_int, default=d.batch_size, help="(default: %(default)s)"
+    )
+    train.add_argument("--bptt", type=_positive_int, default=d.bptt, help="(default: %(default)s)")
+    train.add_argument(
+        "--eval-batch-size",
+        type=_positive_int,
+        default=d.eval_batch_size,
+        help="(default: %(default)s)",
+    )
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other recipe setting (dropout_output, dropout_hidden, dropout_input, "
+        "dropout_embedding, weight_drop, alpha, beta, weight_decay, clip, valid_holdout); "
+        "repeatable",
+    )
+    train.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
+    train.add_argument("--device", default=d.device, help="cpu, cuda or auto (default: cpu)")
+    train.add_argument(
+        "--no-mixed-precision",
+        action="store_true",
+        help="on CUDA, keep the decoder and loss in float32 (default: bf16 there)",
+    )
+    model = p.add_argument_group("model sizes (defaults: the benchmark's)")
+    model.add_argument(
+        "--embedding-size", type=_positive_int, default=sizes.embedding_size, help="E"
+    )
+    model.add_argument("--hidden-size", type=_positive_int, default=sizes.hidden_size, help="H")
+    model.add_argument("--layers", type=_positive_int, default=sizes.num_layers, help="layers")
+    p.add_argument("--out", default=None, metavar="DIR", help="default: runs/train-NAME-TIME")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _read_cell(args: argparse.Namespace) -> tuple[Recipe, str]:
+    if args.preset:
+        return preset(args.preset), args.preset
+    path = Path(args.recipe)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TrainingConfigError(f"cannot read recipe {str(path)!r}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise TrainingConfigError(f"recipe {str(path)!r} is not valid JSON: {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("recepie"), str):  # a benchmark log
+        data = json.loads(data["recepie"])
+    if not isinstance(data, dict):
+        raise TrainingConfigError(f"recipe {str(path)!r} is not a JSON object of nodes")
+    try:
+        return Recipe.from_dict(data), path.stem
+    except RecipeError as exc:
+        raise TrainingConfigError(f"recipe {str(path)!r}: {exc}") from None
+
+
+def _settings(pairs: list[str]) -> dict[str, float]:
+    """``--set NAME=VALUE`` for the recipe's numeric settings without a flag of their own."""
+    numeric = [f.name for f in fields(TrainingRecipe) if f.type == "float"]
+    out: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in numeric:
+            raise TrainingConfigError(
+                f"--set {pair!r}: expected NAME=VALUE, NAME one of {', '.join(numeric)}"
+            )
+        try:
+            out[name] = float(text)
+        except ValueError:
+            raise TrainingConfigError(f"--set {pair!r}: expected a number") from None
+    return out
+
+
+def _recipe(args: argparse.Namespace) -> TrainingRecipe:
+    return TrainingRecipe(
+        steps=args.steps,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        bptt=args.bptt,
+        eval_batch_size=args.eval_batch_size,
+        seed=args.seed,
+        device=args.device,
+        mixed_precision=not args.no_mixed_precision,
+        train_split=args.train_split,
+        valid_split=args.valid_split,
+        test_split=None if args.test_split == "none" else args.test_split,
+        **_settings(args.set),
+    )
+
+
+def _load(path: str | None, recipe: TrainingRecipe) -> Corpus:
+    if path is None:
+        return embedded_corpus()
+    try:
+        return load_corpus(path, recipe.valid_split)
+    except CorpusError as exc:
+        raise TrainingConfigError(str(exc)) from None
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    args = train_parser().parse_args(argv)
+    try:
+        cell, name = _read_cell(args)
+        recipe = _recipe(args)
+        out = Path(args.out or f"runs/train-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        for existing in ("checkpoint.pt", "training.json"):
+            if (out / existing).exists():
+                raise TrainingConfigError(f"{str(out)!r} already holds a training run")
+        corpus = _load(args.corpus, recipe)
+        data = prepare_data(corpus, recipe)
+        sizes = ModelSizes(
+            vocab_size=data.vocab_size,
+            embedding_size=args.embedding_size,
+            hidden_size=args.hidden_size,
+            num_layers=args.layers,
+        )
+        resolve_training_device(recipe.device)
+    except (TrainingConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"corpus: {data.description}", file=sys.stderr)
+    for note in data.notes:
+        print(f"note: {note}", file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=None, disable=args.no_progress, unit="step", file=sys.stderr)
+
+    def progress(step: int, total: int, loss: float) -> None:
+        bar.total = total
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+
+    try:
+        outcome = train_architecture(
+            cell, sizes, data, recipe, progress=progress, checkpoint=out / "checkpoint.pt"
+        )
+    except KeyboardInterrupt:
+        print("interrupted: nothing saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        bar.close()
+    record = {
+        **outcome.to_dict(),
+        "arch": cell.to_dict(),
+        "corpus": data.description,
+        "checkpoint": str(out / "checkpoint.pt") if outcome.ok else None,
+    }
+    _write_json(out / "training.json", record)
+    if not outcome.ok:
+        print(f"training failed: {outcome.error} (see {out / 'training.json'})", file=sys.stderr)
+        return EXIT_TRAINING_FAILED
+    test = (
+        f", test loss {outcome.test_loss:.4f} (ppl {outcome.test_ppl:.2f})"
+        if outcome.test_loss is not None
+        else ""
+    )
+    print(
+        f"valid loss {outcome.valid_loss:.4f} (ppl {outcome.valid_ppl:.2f}){test}; "
+        f"{outcome.steps} steps ({outcome.epochs:.2f} epochs) in {outcome.train_seconds:.1f} s, "
+        f"{outcome.tokens_per_s:,.0f} tokens/s on {outcome.device}"
+    )
+    print(f"wrote {out / 'checkpoint.pt'} and {out / 'training.json'}")
+    return 0
