@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from search_spaces import space_names
 
-from .config import ConfigError, SearchConfig
+from .config import FAST_SIZES, ConfigError, SearchConfig
 from .executors import EXECUTORS
 from .metrics import metrics_of
 from .strategies import STRATEGIES
@@ -193,8 +193,57 @@ def search_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_options(p)
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help=f"fast mode: E={FAST_SIZES.embedding_size}, H={FAST_SIZES.hidden_size}, "
+        f"B={FAST_SIZES.batch_size}, T={FAST_SIZES.bptt} (about 1/20 of the default cost, "
+        "ranking as well on NAS-Bench-NLP); a size option given explicitly still wins",
+    )
     add_execution_options(p)
+    add_proxy_options(p)
     return p
+
+
+_FAST_FIELDS = ("embedding_size", "hidden_size", "batch_size", "bptt")
+
+
+def _apply_fast(parser: argparse.ArgumentParser, args: argparse.Namespace, argv) -> None:
+    """With ``--fast``, each size option not given on the command line takes the fast
+    mode's value. argparse fills in a default only where the namespace has no value yet, so
+    parsing again into a namespace holding a marker shows which options were given."""
+    unset = object()
+    given = parser.parse_args(argv, argparse.Namespace(**dict.fromkeys(_FAST_FIELDS, unset)))
+    for name in _FAST_FIELDS:
+        if getattr(given, name) is unset:
+            setattr(args, name, getattr(FAST_SIZES, name))
+
+
+def add_proxy_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("trained proxy (--fitness trained_loss)")
+    length = group.add_mutually_exclusive_group()
+    length.add_argument(
+        "--proxy-steps",
+        type=_positive_int,
+        default=None,
+        metavar="S",
+        help="train each architecture S steps (batch x bptt of the scoring sizes) and score it "
+        "by its validation loss (default: one epoch of the train split)",
+    )
+    length.add_argument(
+        "--proxy-epochs",
+        type=_positive_float,
+        default=None,
+        metavar="E",
+        help="instead of steps: E epochs of the train split",
+    )
+    group.add_argument(
+        "--proxy-train-split",
+        choices=("train", "valid"),
+        default="train",
+        help="split the proxy trains on (default: %(default)s); valid: its first 90%%, "
+        "validated on the rest (for a corpus without train.txt, such as PTB here)",
+    )
 
 
 def add_execution_options(parser: argparse.ArgumentParser) -> None:
@@ -274,7 +323,10 @@ def _list_metrics(space: str | None) -> str:
 
 
 def search_main(argv: list[str] | None = None) -> int:
-    args = search_parser().parse_args(argv)
+    parser = search_parser()
+    args = parser.parse_args(argv)
+    if args.fast:
+        _apply_fast(parser, args, argv)
     if args.list_metrics:
         print(_list_metrics(None))
         return 0
@@ -309,6 +361,9 @@ def search_main(argv: list[str] | None = None) -> int:
         confirm_steps=args.confirm_steps,
         confirm_epochs=args.confirm_epochs,
         confirm_corpus=args.confirm_corpus,
+        proxy_steps=args.proxy_steps,
+        proxy_epochs=args.proxy_epochs,
+        proxy_train_split=args.proxy_train_split,
     )
     from .report import run_with_progress
 

@@ -11,6 +11,21 @@ class ConfigError(ValueError):
     """Bad input from the user; the message is one line."""
 
 
+@dataclass(frozen=True)
+class FastSizes:
+    """The fast mode's sizes (``--fast``): chosen with ``experiments/fast_mode.py``, whose
+    trade-off curve over sizes (seconds per architecture against Kendall tau with trained
+    loss on the NAS-Bench-NLP logs) they sit on; the layer count stays the benchmark's."""
+
+    embedding_size: int = 48
+    hidden_size: int = 64
+    batch_size: int = 25
+    bptt: int = 35
+
+
+FAST_SIZES = FastSizes()
+
+
 # Settings that change how or where a run executes, or what happens after it, but not which
 # architectures it evaluates and what they score: a run may be resumed with other values.
 EXECUTION_SETTINGS = (
@@ -61,6 +76,10 @@ class SearchConfig:
     confirm_steps: int | None = None
     confirm_epochs: float | None = None
     confirm_corpus: str | None = None
+    # The trained proxy (metric trained_loss): steps or epochs per architecture, train split.
+    proxy_steps: int | None = None
+    proxy_epochs: float | None = None
+    proxy_train_split: str = "train"
 
     def validate(self) -> None:
         positive = {
@@ -89,8 +108,56 @@ class SearchConfig:
             raise ConfigError("batch size must be at least 2 (correlations need several rows)")
         self._validate_execution()
         self._validate_restriction()
+        self._validate_proxy()
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
             raise ConfigError(f"unknown device {self.device!r} (known: cpu, cuda, auto)")
+
+    def _validate_proxy(self) -> None:
+        """The trained proxy's settings, and a corpus folder it can train on (checked by file
+        name here, so the user hears of it before anything runs)."""
+        from pathlib import Path
+
+        if self.proxy_steps is not None and self.proxy_epochs is not None:
+            raise ConfigError("give --proxy-steps or --proxy-epochs, not both")
+        if self.proxy_steps is not None and (
+            not isinstance(self.proxy_steps, int) or self.proxy_steps < 1
+        ):
+            raise ConfigError(f"proxy-steps must be an integer >= 1, got {self.proxy_steps!r}")
+        if self.proxy_epochs is not None and not self.proxy_epochs > 0:
+            raise ConfigError(f"proxy-epochs must be > 0, got {self.proxy_epochs!r}")
+        if "trained_loss" not in self.scored_metrics():
+            asked = (self.proxy_steps, self.proxy_epochs) != (None, None)
+            if asked or self.proxy_train_split != "train":
+                raise ConfigError(
+                    "--proxy-steps, --proxy-epochs and --proxy-train-split set the trained_loss "
+                    "metric, which neither --fitness nor --metrics names"
+                )
+            return
+        if self.proxy_train_split not in ("train", "valid"):
+            raise ConfigError(
+                f"--proxy-train-split must be train or valid, got {self.proxy_train_split!r}"
+            )
+        if self.corpus is None:
+            return  # the embedded corpus has every split
+        root = Path(self.corpus)
+        if root.is_file():
+            raise ConfigError(
+                "trained_loss trains on a corpus folder's train (or valid) split; "
+                f"{str(root)!r} is a single file"
+            )
+        split = self.proxy_train_split
+        if root.is_dir() and not (root / f"{split}.txt").is_file():
+            hint = (
+                "; pass --proxy-train-split valid to train on the first 90% of valid.txt and "
+                "validate on the rest"
+                if split == "train" and (root / "valid.txt").is_file()
+                else ""
+            )
+            raise ConfigError(
+                f"trained_loss trains on the {split} split: {str(root)!r} has no {split}.txt{hint}"
+            )
+        if root.is_dir() and not (root / "valid.txt").is_file():
+            raise ConfigError(f"trained_loss validates on valid.txt: {str(root)!r} has none")
 
     def _validate_restriction(self) -> None:
         if not self.restrict:
@@ -155,6 +222,9 @@ class SearchConfig:
             split=self.split,
             seed=self.seed,
             device=self.device,
+            proxy_steps=self.proxy_steps,
+            proxy_epochs=self.proxy_epochs,
+            proxy_train_split=self.proxy_train_split,
         )
 
     def identity(self) -> dict:

@@ -96,3 +96,46 @@ def test_cuda_batch_matches_cpu() -> None:
         assert a.status == b.status
         for name, value in a.metrics.items():
             assert b.metrics[name] == pytest.approx(value, rel=1e-4), name
+
+
+# ---------------------------------------------------------------------- the search's --fast
+def _sizes_after_parsing(*argv: str) -> tuple[int, int, int, int, int]:
+    from nas_engine.cli import _apply_fast, search_parser
+
+    parser = search_parser()
+    args = parser.parse_args(list(argv))
+    if args.fast:
+        _apply_fast(parser, args, list(argv))
+    return args.embedding_size, args.hidden_size, args.batch_size, args.bptt, args.layers
+
+
+def test_fast_sets_the_fast_sizes_and_explicit_sizes_win() -> None:
+    from nas_engine.config import FAST_SIZES
+
+    fast = (FAST_SIZES.embedding_size, FAST_SIZES.hidden_size, FAST_SIZES.batch_size)
+    assert _sizes_after_parsing() == (400, 600, 50, 70, 3)
+    assert _sizes_after_parsing("--fast") == (*fast, FAST_SIZES.bptt, 3)
+    assert _sizes_after_parsing("--fast", "--bptt", "9") == (*fast, 9, 3)
+    # Given explicitly, even at its default value, a size is kept.
+    assert _sizes_after_parsing("--hidden-size", "600", "--fast")[1] == 600
+    assert _sizes_after_parsing("--embedding-size=70", "--fast")[0] == 70
+
+
+def test_fast_search_records_the_fast_sizes(tmp_path) -> None:
+    import json
+
+    from helpers import run_module
+
+    from nas_engine.config import FAST_SIZES
+
+    out = tmp_path / "run"
+    proc = run_module(
+        "nas_engine.search", "--fast", "--budget", "2", "--strategy", "random",
+        "--layers", "2", "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads((out / "config.json").read_text())
+    flat = json.dumps(config)
+    for name in ("embedding_size", "hidden_size", "batch_size", "bptt"):
+        assert f'"{name}": {getattr(FAST_SIZES, name)}' in flat, name
+    assert '"layers": 2' in flat

@@ -1,0 +1,260 @@
+"""Architectures scored per second: the engine against the straightforward way, in one run.
+
+    python experiments/bench_scoring.py --space rnn --metric hidden_cov --n 40 --device cpu \\
+        --json experiments/out/bench_scoring_cpu.json
+
+On the same architectures (the "OK" recipes of the NAS-Bench-NLP logs, first N in sorted file
+name order), at the benchmark's sizes (E=400, H=600, 3 layers, B=50, T=70; ``--fast`` for the
+engine's fast mode sizes), PTB test input, seed 0:
+
+- engine: ``BatchedScorer.score`` of one candidate (model build, forward, metric), the scorer
+  (corpus, input batch, the seed's shared embedding) made once before the timing, as a search
+  does;
+- baseline (``hidden_cov`` only), the paper's way: the same model built (seed 0), autograd on,
+  the cell graph interpreted node by node for every step of all 3 layers, the decoder run,
+  then ``np.corrcoef`` and the general ``np.linalg.eig`` on the host (bench_hidden_cov.py).
+
+Engine and baseline alternate architecture by architecture after one untimed warm-up of each,
+so load from other work on the machine falls on both alike; run it 2-3 times. Other metrics
+(``--metric all``: the whole RNN suite, or a comma list) time the engine only (the baseline
+fields are null). ``--forward`` also times the first layer's forward alone, compiled against
+the interpreted path (the graph walked at every step), on the same architectures.
+
+Prints the per-architecture table and a summary, and saves JSON with ``engine_archs_per_s``,
+``baseline_archs_per_s``, ``speedup`` (their ratio), ``device``, ``n`` and the details.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_hidden_cov import (  # noqa: E402  (the baseline lives there)
+    agreement,
+    baseline_run,
+    cpu_name,
+    finite_or_null,
+    load_recipes,
+)
+
+from nas_engine.batched import BatchedScorer  # noqa: E402
+from nas_engine.config import FAST_SIZES  # noqa: E402
+from nas_engine.corpus import first_batch, load_corpus  # noqa: E402
+from nas_engine.metrics import metric_names  # noqa: E402
+from nas_engine.result import Candidate  # noqa: E402
+from nas_engine.scoring import ScoringSetup  # noqa: E402
+from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared/data"
+SEED = 0
+DEFAULT_SIZES = {"embedding": 400, "hidden": 600, "layers": 3, "batch": 50, "bptt": 70}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def engine_run(scorer: BatchedScorer, key: str, recipe: dict) -> tuple[float, dict, str | None]:
+    """(seconds, metrics, error) of one ``score`` call."""
+    sync(scorer.device)
+    t0 = time.perf_counter()
+    ev = scorer.score(Candidate(key, recipe))
+    sync(scorer.device)
+    return time.perf_counter() - t0, dict(ev.metrics), ev.error
+
+
+def forward_pair(
+    recipe: dict, sizes: ModelSizes, tokens: torch.Tensor, device: torch.device
+) -> tuple[float, float]:
+    """Seconds of the first layer's forward (entering states recorded, no autograd):
+    (compiled program, interpreted path), on the same embedded input."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        model = RNNLanguageModel(Recipe.from_dict(recipe), sizes, "cpu", build_layers=1)
+    model = model.to(device).eval()
+    cell = model.layers[0]
+    with torch.no_grad():
+        e = model.encoder(tokens)
+        cell(e[:2], record_entering=True)  # generate the step code outside the timing
+        sync(device)
+        t0 = time.perf_counter()
+        cell(e, record_entering=True)
+        sync(device)
+        t1 = time.perf_counter()
+        cell.forward_interpreted(e, record_entering=True)
+        sync(device)
+        t2 = time.perf_counter()
+    return t1 - t0, t2 - t1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--space", choices=("rnn", "bert"), default="rnn")
+    parser.add_argument(
+        "--metric", default="hidden_cov", help="a metric, a comma list, or 'all' (the suite)"
+    )
+    parser.add_argument("--n", type=int, default=40, help="architectures (0: all)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--fast", action="store_true", help="the fast mode's sizes")
+    parser.add_argument("--forward", action="store_true", help="also time compiled vs interpreted")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
+    )
+    parser.add_argument("--corpus", type=Path, default=SHARED_DATA / "ptb")
+    parser.add_argument("--logs", type=Path, default=SHARED_DATA / "nasbench_nlp_wt2/logs.zip")
+    parser.add_argument("--json", type=Path, default=REPO / "experiments/out/bench_scoring.json")
+    args = parser.parse_args()
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.space != "rnn":
+        sys.exit("error: --space bert is not benchmarked yet (the BERT scorer has no baseline)")
+    if not (args.corpus / "test.txt").is_file():
+        sys.exit(f"error: PTB corpus not found at {args.corpus} (need test.txt; pass --corpus)")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("error: --device cuda but no CUDA device is available")
+    if args.metric == "all":
+        metrics = tuple(metric_names("rnn"))
+    else:
+        metrics = tuple(args.metric.split(","))
+    with_baseline = metrics == ("hidden_cov",)
+    device = torch.device(args.device)
+    archs = load_recipes(args.logs, args.n)
+    if not archs:
+        sys.exit("error: no architectures to measure")
+    sizes_used = (
+        {
+            "embedding": FAST_SIZES.embedding_size,
+            "hidden": FAST_SIZES.hidden_size,
+            "layers": 3,
+            "batch": FAST_SIZES.batch_size,
+            "bptt": FAST_SIZES.bptt,
+        }
+        if args.fast
+        else dict(DEFAULT_SIZES)
+    )
+
+    # Setup outside the timing: corpus, vocabulary, input batch, the engine's scorer.
+    corpus = load_corpus(args.corpus, "test")
+    setup = ScoringSetup(
+        metrics=metrics,
+        embedding_size=sizes_used["embedding"],
+        hidden_size=sizes_used["hidden"],
+        num_layers=sizes_used["layers"],
+        batch_size=sizes_used["batch"],
+        bptt=sizes_used["bptt"],
+        corpus=str(args.corpus),
+        seed=SEED,
+        device=args.device,
+    )
+    scorer = BatchedScorer(setup, corpus)
+    sizes = ModelSizes(
+        len(corpus.vocab), sizes_used["embedding"], sizes_used["hidden"], sizes_used["layers"]
+    )
+    tokens = first_batch(corpus.split("test"), sizes_used["batch"], sizes_used["bptt"]).to(device)
+    keys = [Recipe.from_dict(r).key for _, r in archs]
+    load_before = os.getloadavg()[0]  # other work on the machine skews the timings
+
+    engine_run(scorer, keys[0], archs[0][1])  # warm-up, not timed
+    if with_baseline:
+        baseline_run(archs[0][1], sizes, tokens, device)
+
+    print(
+        f"{len(archs)} architectures, metrics {','.join(metrics)}, device {device}, "
+        f"{torch.get_num_threads()} threads, sizes {sizes_used}"
+    )
+    per_arch = []
+    for i, ((name, recipe), key) in enumerate(zip(archs, keys, strict=True)):
+        e_sec, e_metrics, e_error = engine_run(scorer, key, recipe)
+        row = {"file": name, "key": key, "engine_seconds": e_sec, "engine_error": e_error}
+        row["engine_metrics"] = e_metrics
+        line = f"{i:>3} {name[16:40]:<24} engine {e_sec:7.3f} s"
+        if with_baseline:
+            parts, b_score = baseline_run(recipe, sizes, tokens, device)
+            row["baseline_seconds"] = parts
+            row["baseline_score"] = b_score
+            line += f"  baseline {parts['total']:7.3f} s"
+            line += f"  scores {e_metrics.get('hidden_cov', math.nan):11.2f} {b_score:11.2f}"
+        if args.forward:
+            compiled, interpreted = forward_pair(recipe, sizes, tokens, device)
+            row["forward_seconds"] = {"compiled": compiled, "interpreted": interpreted}
+            line += f"  fwd {compiled:.4f} / {interpreted:.4f}"
+        per_arch.append(row)
+        print(line, flush=True)
+
+    e_secs = [a["engine_seconds"] for a in per_arch]
+    result: dict = {
+        "engine_archs_per_s": len(e_secs) / sum(e_secs),
+        "baseline_archs_per_s": None,
+        "speedup": None,
+        "device": str(device),
+        "n": len(per_arch),
+        "space": args.space,
+        "metrics": list(metrics),
+        "engine_seconds_per_arch_median": statistics.median(e_secs),
+        "engine_failed": sum(a["engine_error"] is not None for a in per_arch),
+    }
+    if with_baseline:
+        b_secs = [a["baseline_seconds"]["total"] for a in per_arch]
+        e_scores = [a["engine_metrics"].get("hidden_cov", math.nan) for a in per_arch]
+        b_scores = [a["baseline_score"] for a in per_arch]
+        max_rel, tau, compared = agreement(e_scores, b_scores)
+        result.update(
+            {
+                "baseline_archs_per_s": len(b_secs) / sum(b_secs),
+                "speedup": sum(b_secs) / sum(e_secs),
+                "speedup_median": statistics.median(b_secs) / statistics.median(e_secs),
+                "baseline_seconds_per_arch_median": statistics.median(b_secs),
+                "baseline_parts_median": {
+                    part: statistics.median(a["baseline_seconds"][part] for a in per_arch)
+                    for part in ("build", "forward", "scoring")
+                },
+                "baseline_nan": sum(not math.isfinite(s) for s in b_scores),
+                "scores_compared": compared,
+                "scores_max_rel_diff": max_rel,
+                "scores_kendall_tau": tau,
+            }
+        )
+    if args.forward:
+        comp = [a["forward_seconds"]["compiled"] for a in per_arch]
+        interp = [a["forward_seconds"]["interpreted"] for a in per_arch]
+        result["forward_layer1_median"] = {
+            "compiled": statistics.median(comp),
+            "interpreted": statistics.median(interp),
+            "ratio": sum(interp) / sum(comp),
+        }
+    result.update(
+        {
+            "torch_threads": torch.get_num_threads(),
+            "loadavg_1min_before": load_before,
+            "loadavg_1min_after": os.getloadavg()[0],
+            "torch_version": torch.__version__,
+            "cpu": cpu_name(),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "sizes": {**sizes_used, "vocab": len(corpus.vocab)},
+            "fast": args.fast,
+            "corpus": str(args.corpus),
+            "per_arch": per_arch,
+        }
+    )
+    result = finite_or_null(result)
+    summary = {k: v for k, v in result.items() if k != "per_arch"}
+    print(json.dumps(summary, indent=2, allow_nan=False))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
+    print(f"saved {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""The fast mode's trade-off: seconds per architecture against ranking quality, over sizes.
+
+    python experiments/fast_mode.py [--limit N] [--device cpu|cuda] [--settings NAME,...]
+
+For every OK NAS-Bench-NLP WikiText-2 log (341) and each size setting (embedding E, hidden
+H, batch rows B, steps T; 3 layers always), ``hidden_cov`` is scored by the engine
+(:class:`~nas_engine.batched.BatchedScorer`, seed 0, the first batch of the PTB test text) and
+correlated with the final test loss (Kendall tau, Spearman rho; ``nas_engine.nbnlp``). The
+settings are interleaved log by log, so load from other work on the machine falls on all of
+them alike; seconds per architecture are the medians of the engine's own per-candidate
+seconds (model build, forward, metric).
+
+The chosen fast setting is the cheapest one whose |tau| is at least the default sizes' |tau|
+(or, without the default in the run, the best |tau| among the others minus 0.01).
+
+Writes experiments/out/fast_mode.json and experiments/out/fast_mode.png (seconds per
+architecture, log scale, against |tau|, one labelled point per setting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from nas_engine.batched import BatchedScorer
+from nas_engine.corpus import load_corpus
+from nas_engine.nbnlp import correlations, read_logs
+from nas_engine.result import Candidate
+from nas_engine.scoring import ScoringSetup
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+METRIC = "hidden_cov"
+# name: (E, H, B, T)
+SETTINGS: dict[str, tuple[int, int, int, int]] = {
+    "default": (400, 600, 50, 70),
+    "E200-H300-B50-T70": (200, 300, 50, 70),
+    "E96-H128-B25-T35": (96, 128, 25, 35),
+    "E48-H64-B50-T70": (48, 64, 50, 70),
+    "E48-H64-B25-T35": (48, 64, 25, 35),
+    "E48-H64-B16-T20": (48, 64, 16, 20),
+    "E32-H32-B25-T35": (32, 32, 25, 35),
+    "E32-H32-B16-T20": (32, 32, 16, 20),
+    "E16-H16-B8-T10": (16, 16, 8, 10),
+}
+
+
+def choose(results: dict[str, dict]) -> tuple[str, str]:
+    """(setting name, the rule that chose it)."""
+    ok = {k: v for k, v in results.items() if v["abs_tau"] is not None}
+    if "default" in ok:
+        bar, rule = ok["default"]["abs_tau"], "cheapest with |tau| >= the default sizes' |tau|"
+    else:
+        bar = max(v["abs_tau"] for v in ok.values()) - 0.01
+        rule = "cheapest with |tau| >= the best |tau| - 0.01"
+    fit = [k for k, v in ok.items() if v["abs_tau"] >= bar]
+    return min(fit, key=lambda k: ok[k]["seconds_per_arch_median"]), rule
+
+
+def plot(results: dict[str, dict], chosen: str, path: Path, device: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for name, r in results.items():
+        if r["abs_tau"] is None:
+            continue
+        colour = "tab:red" if name == chosen else "tab:blue"
+        ax.scatter(r["seconds_per_arch_median"], r["abs_tau"], color=colour, zorder=3)
+        ax.annotate(
+            name,
+            (r["seconds_per_arch_median"], r["abs_tau"]),
+            fontsize=7,
+            textcoords="offset points",
+            xytext=(4, 3),
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel(f"seconds per architecture ({device}, median; model build + forward + metric)")
+    ax.set_ylabel(f"|Kendall tau| of {METRIC} with trained test loss")
+    ax.set_title(f"{METRIC}: cost against ranking quality (red: --fast)", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--logs", type=Path, default=SHARED / "nasbench_nlp_wt2" / "logs.zip")
+    parser.add_argument("--corpus", type=Path, default=SHARED / "ptb")
+    parser.add_argument("--limit", type=int, default=0, help="first N OK logs (0: all)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--settings", default=",".join(SETTINGS), help="comma list of names")
+    parser.add_argument("--out", type=Path, default=REPO / "experiments" / "out")
+    args = parser.parse_args()
+
+    names = args.settings.split(",")
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown:
+        sys.exit(f"error: unknown settings {unknown} (known: {', '.join(SETTINGS)})")
+    if not (args.corpus / "test.txt").is_file():
+        sys.exit(f"error: PTB corpus not found at {args.corpus}")
+    logs = [log for log in read_logs(args.logs) if log.ok]
+    logs = logs[: args.limit] if args.limit else logs
+    corpus = load_corpus(args.corpus, "test")
+    scorers = {}
+    for name in names:
+        e, h, b, t = SETTINGS[name]
+        setup = ScoringSetup(
+            metrics=(METRIC,),
+            embedding_size=e,
+            hidden_size=h,
+            num_layers=3,
+            batch_size=b,
+            bptt=t,
+            seed=0,
+            device=args.device,
+        )
+        scorers[name] = BatchedScorer(setup, corpus)
+    load_before = os.getloadavg()[0]
+    rows: dict[str, list[dict]] = {name: [] for name in names}
+    for i, log in enumerate(logs):
+        candidate = Candidate("", json.loads(log.recipe_json))
+        for name in names:
+            ev = scorers[name].score(candidate)
+            rows[name].append(
+                {
+                    "log": log.name,
+                    "test_loss": log.final_test_loss,
+                    METRIC: ev.metrics.get(METRIC, math.nan),
+                    f"{METRIC}_seconds": ev.seconds,
+                }
+            )
+        if (i + 1) % 25 == 0:
+            print(f"{i + 1}/{len(logs)} logs", flush=True)
+
+    results = {}
+    for name in names:
+        frame = pd.DataFrame(rows[name])
+        corr = correlations(frame, (METRIC,))[METRIC]
+        seconds = frame[f"{METRIC}_seconds"].to_numpy(dtype=float)
+        e, h, b, t = SETTINGS[name]
+        tau = corr["kendall_tau"]
+        results[name] = {
+            "embedding_size": e,
+            "hidden_size": h,
+            "batch_size": b,
+            "bptt": t,
+            "kendall_tau": tau,
+            "abs_tau": None if tau is None else abs(tau),
+            "spearman_rho": corr["spearman_rho"],
+            "n": corr["n"],
+            "failed": corr["failed"],
+            "seconds_per_arch_median": float(statistics.median(seconds)),
+            "seconds_per_arch_mean": float(statistics.fmean(seconds)),
+        }
+    chosen, rule = choose(results)
+    if "default" in results:
+        base = results["default"]["seconds_per_arch_median"]
+        for r in results.values():
+            r["cost_vs_default"] = r["seconds_per_arch_median"] / base
+    out = {
+        "metric": METRIC,
+        "device": args.device,
+        "torch_threads": torch.get_num_threads(),
+        "loadavg_1min_before": load_before,
+        "loadavg_1min_after": os.getloadavg()[0],
+        "logs": len(logs),
+        "chosen": chosen,
+        "rule": rule,
+        "settings": results,
+    }
+    print(f"{'setting':<20} {'tau':>7} {'rho':>7} {'n':>4} {'fail':>4} {'s/arch':>8}")
+    for name, r in results.items():
+        mark = "  <- --fast" if name == chosen else ""
+        print(
+            f"{name:<20} {r['kendall_tau'] or math.nan:>7.3f} {r['spearman_rho'] or math.nan:>7.3f}"
+            f" {r['n']:>4} {r['failed']:>4} {r['seconds_per_arch_median']:>8.4f}{mark}"
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "fast_mode.json").write_text(json.dumps(out, indent=2) + "\n")
+    plot(results, chosen, args.out / "fast_mode.png", args.device)
+    print(f"saved {args.out / 'fast_mode.json'} and {args.out / 'fast_mode.png'}")
+
+
+if __name__ == "__main__":
+    main()
