@@ -20,6 +20,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import torch
 from torch.nn import functional as F
@@ -28,6 +29,9 @@ from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel, count_parame
 from search_spaces.rnn.model import CellRecord, SharedEmbedding
 
 from .metrics.registry import MetricFailure
+
+if TYPE_CHECKING:
+    from .training import ProxyTraining, TrainingOutcome
 
 NOISE_LEVELS = {"small": 0.1, "large": 10.0, "huge": 100.0}  # Jacobian noise scale a
 ZEN_PERTURBATION = 0.1  # Zen-score: x and x + 0.1 * eps
@@ -65,6 +69,10 @@ PASSES: dict[str, str] = {
     "minibatch_grads": (
         f"the same on {NTK_MINIBATCHES} consecutive (T, B) windows of the split (the first is "
         "loss_grad's batch)"
+    ),
+    "training": (
+        "a short training run of the whole model from the probe's initial weights (the trained "
+        "proxy; the scorer gives the recipe and the corpus splits)"
     ),
 }
 
@@ -152,6 +160,7 @@ class RNNProbe:
         minibatches: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
         missing: Mapping[str, str] | None = None,
         shared: SharedEmbedding | None = None,
+        training: ProxyTraining | None = None,
     ) -> None:
         self.recipe = recipe
         self.sizes = sizes
@@ -164,8 +173,21 @@ class RNNProbe:
         self.minibatches = minibatches
         self.missing = dict(missing or {})
         self.shared = shared
+        self.training = training  # the trained proxy's recipe and data, when planned
         self._jacobians: dict[str | None, torch.Tensor] = {}
         self._loss_grads: dict[int, torch.Tensor] = {}
+
+    @cached_property
+    def _trained(self) -> TrainingOutcome:
+        if self.training is None:
+            reason = self.missing.get("training", "the probe was given no training setup")
+            raise MetricFailure(f"no proxy training: {reason}")
+        return self.training.run(self.recipe, self.sizes)
+
+    def trained_outcome(self) -> TrainingOutcome:
+        """The outcome of training this cell with the scorer's proxy recipe (run once; it
+        builds its own model from the probe's seed, so it starts from the same weights)."""
+        return self._trained
 
     def _planned(self, need: str) -> bool:
         return self.plan is not None and need in self.plan

@@ -21,6 +21,7 @@ from .corpus import Corpus, CorpusError, embedded_corpus, first_batch, load_corp
 from .metrics import Measured, MetricFailure, get_metric
 from .probes import NTK_MINIBATCHES, RNNProbe, plan_depth
 from .result import Candidate, Evaluation
+from .training import ProxyTraining, TrainingConfigError
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class ScoringSetup:
     split: str = "test"
     seed: int = 0
     device: str = "cpu"
+    # The trained proxy (metric trained_loss): how long it trains, and on which split.
+    proxy_steps: int | None = None
+    proxy_epochs: float | None = None
+    proxy_train_split: str = "train"
 
     def load_corpus(self) -> Corpus:
         if self.corpus is None:
@@ -109,6 +114,12 @@ class Scorer:
                 ]
             except CorpusError as exc:
                 self.missing["minibatches"] = str(exc)
+        self.training: ProxyTraining | None = None
+        if "training" in self.needs:  # the splits are prepared once, for every candidate
+            try:
+                self.training = ProxyTraining.from_setup(corpus, setup)
+            except TrainingConfigError as exc:
+                self.missing["training"] = str(exc)
 
     def probe(self, arch) -> RNNProbe | BertProbe:
         """The probe of one (validated) architecture, planned for this scorer's metrics."""
@@ -125,6 +136,7 @@ class Scorer:
             targets=self.targets,
             minibatches=self.minibatches,
             missing=self.missing,
+            training=self.training,
         )
 
     def score(self, candidate: Candidate) -> Evaluation:

@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
@@ -57,6 +57,9 @@ from torch.nn.utils import parametrize
 from search_spaces.rnn import ModelSizes, Recipe, RecipeError, RNNLanguageModel, count_parameters
 
 from .corpus import Corpus, CorpusError, batchify, embedded_corpus, load_corpus
+
+if TYPE_CHECKING:
+    from .scoring import ScoringSetup
 
 CHECKPOINT_FORMAT = "nas-engine-checkpoint/1"
 
@@ -545,6 +548,37 @@ def train_architecture(
     return outcome
 
 
+# ---------------------------------------------------------------------- trained proxy
+@dataclass(frozen=True)
+class ProxyTraining:
+    """The trained-proxy fitness's training: the corpus splits prepared once per scorer, and
+    the recipe every candidate is trained with (no test evaluation: the proxy reads the
+    validation loss only)."""
+
+    data: TrainingData
+    recipe: TrainingRecipe
+
+    @classmethod
+    def from_setup(cls, corpus: Corpus, setup: ScoringSetup) -> ProxyTraining:
+        """The benchmark's recipe for ``setup.proxy_steps`` (or ``proxy_epochs``; one epoch
+        without either) on the scoring batch shape (``batch_size`` x ``bptt``), seed and
+        device. Raises :class:`TrainingConfigError` for a corpus it cannot train on."""
+        recipe = TrainingRecipe(
+            steps=setup.proxy_steps,
+            epochs=setup.proxy_epochs,
+            batch_size=setup.batch_size,
+            bptt=setup.bptt,
+            seed=setup.seed,
+            device=setup.device,
+            train_split=setup.proxy_train_split,
+            test_split=None,
+        )
+        return cls(prepare_data(corpus, recipe), recipe)
+
+    def run(self, cell: Recipe, sizes: ModelSizes) -> TrainingOutcome:
+        return train_architecture(cell, sizes, self.data, self.recipe)
+
+
 # ---------------------------------------------------------------------- checkpoints
 def save_checkpoint(
     path: str | Path,
@@ -608,6 +642,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> TrainedModel:
 
 
 __all__ = [
+    "ProxyTraining",
     "RecipeError",
     "TrainedModel",
     "TrainingConfigError",
