@@ -13,6 +13,7 @@ from pathlib import Path
 from search_spaces import get_space, space_names
 
 from .config import ConfigError, SearchConfig
+from .confirm import ConfirmationPlan, confirm, plan_confirmation
 from .corpus import Corpus, CorpusError, first_batch
 from .executors import Executor, ExecutorError, make_executor
 from .fitness import Fitness
@@ -68,6 +69,7 @@ class _Prepared:
     fitness: Fitness
     corpus: Corpus
     store: RunStore
+    confirmation: ConfirmationPlan | None = None
 
 
 def prepare(config: SearchConfig) -> _Prepared:
@@ -112,7 +114,8 @@ def prepare(config: SearchConfig) -> _Prepared:
             store.check_free(config.identity())
     except RunFolderError as exc:
         raise ConfigError(str(exc)) from None
-    return _Prepared(config, fitness, corpus, store)
+    plan = plan_confirmation(config, corpus) if config.confirm_top else None
+    return _Prepared(config, fitness, corpus, store, plan)
 
 
 def run_search(
@@ -121,6 +124,7 @@ def run_search(
     executor: Executor | None = None,
     on_result: Callable[[Result, Result | None], None] | None = None,
     on_start: Callable[[str, int], None] | None = None,
+    on_confirmed: Callable[[dict], None] | None = None,
 ) -> SearchOutcome:
     """Run a whole search; results are on disk the moment they are reported.
 
@@ -129,6 +133,7 @@ def run_search(
     ``fitness`` is recomputed against the ok results so far; the record keeps its value).
     ``on_start(corpus_description, restored)`` once the corpus is loaded and, with
     ``config.resume``, the earlier results (``restored`` of them) have been replayed.
+    ``on_confirmed(record)`` after each confirmation training (``config.confirm_top``).
 
     Resume: the strategy is rebuilt from the seed and fed the run's own history, its proposals
     (``proposals.jsonl``) and results (``results.jsonl``) in the order they happened; that
@@ -208,6 +213,18 @@ def run_search(
             summary["execution"] = executor.describe()
             store.write_summary(summary)
             store.close()
+        if prep.confirmation is not None:
+            top = ranking(results, prep.fitness)[: config.confirm_top]
+            try:
+                summary["confirmation"] = confirm(
+                    prep.confirmation, top, executor, store, on_confirmed
+                )
+            finally:
+                summary["confirmation"] = summary.get("confirmation") or {
+                    "interrupted": True,
+                    "done": len(store.read_confirmed()),
+                }
+                store.write_summary(summary)
     return SearchOutcome(results, summary, store.root, prep.fitness)
 
 

@@ -157,7 +157,11 @@ class InProcessExecutor(Executor):
         self, fn: Callable[..., Any], jobs: list[tuple]
     ) -> Iterator[tuple[int, Any | JobFailure]]:
         for index, args in enumerate(jobs):
-            yield index, fn(*args)
+            try:
+                value = fn(*args)
+            except Exception as exc:  # a job that raises is a failed job, as on a Ray worker
+                value = JobFailure(f"{type(exc).__name__}: {exc}")
+            yield index, value
 
 
 # --- Ray ---------------------------------------------------------------------------------

@@ -59,8 +59,15 @@ def run_with_progress(config: SearchConfig, progress: bool = True) -> int:
             best=f"{best.fitness:.4g}" if best else "-", failed=failures[0], refresh=False
         )
 
+    def on_confirmed(record: dict) -> None:
+        loss = record["test_loss"] if record["test_loss"] is not None else record["valid_loss"]
+        shown = f"loss {loss:.4f}" if loss is not None else record["error"]
+        print(f"confirmed rank {record['rank']} {record['arch_id']}: {shown}", file=sys.stderr)
+
     try:
-        outcome: SearchOutcome = run_search(config, on_result=on_result, on_start=on_start)
+        outcome: SearchOutcome = run_search(
+            config, on_result=on_result, on_start=on_start, on_confirmed=on_confirmed
+        )
     finally:
         if bar is not None:
             bar.close()
@@ -77,5 +84,16 @@ def run_with_progress(config: SearchConfig, progress: bool = True) -> int:
             print(table.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
     else:
         print("no architecture was scored successfully")
+    confirmation = outcome.summary.get("confirmation")
+    if confirmation is not None:
+        print(f"\nconfirmation training ({confirmation['corpus']}):")
+        for note in confirmation["notes"]:
+            print(f"  {note}")
+        table = pd.DataFrame(confirmation["table"]).dropna(axis=1, how="all")
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(table.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+        tau = confirmation["kendall_tau_fitness_vs_loss"]
+        print(f"Kendall tau, fitness vs confirmed loss: {tau if tau is not None else 'n/a'}")
+        print(f"confirmed: {outcome.out / 'confirmed.jsonl'}")
     print(f"results: {outcome.out / 'results.jsonl'}\nsummary: {outcome.out / 'summary.json'}")
     return 0

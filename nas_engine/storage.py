@@ -89,6 +89,9 @@ class RunStore:
     def read_proposals(self) -> list[dict]:
         return _read_jsonl(self.proposals_path)
 
+    def read_confirmed(self) -> list[dict]:
+        return _read_jsonl(self.confirmed_path)
+
     def append_confirmed(self, record: dict) -> None:
         with self.confirmed_path.open("a", encoding="utf-8") as f:
             _append_line(f, json.dumps(record, allow_nan=False, separators=(",", ":")))

@@ -1,0 +1,165 @@
+"""Confirmation training: after a search, train its K best architectures and see whether the
+training-free ranking holds.
+
+Each architecture is one job on the search's executor (one per worker: a CPU worker or a GPU
+share), trained with the benchmark's recipe shortened to ``--confirm-steps`` or
+``--confirm-epochs`` (one epoch when neither is given) on the corpus's train split; a corpus
+without one (the shared PTB copy has only valid and test) trains on the first 90% of its valid
+split and validates on the rest, and the record says so. Each finished job is appended to
+``OUT/confirmed.jsonl`` at once, so an interrupted confirmation resumes without retraining what
+is done.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from scipy.stats import kendalltau
+
+from search_spaces.rnn import ModelSizes
+
+from .config import ConfigError, SearchConfig
+from .corpus import Corpus, CorpusError, load_corpus
+from .executors import Executor, JobFailure
+from .result import Result
+from .storage import RunStore
+from .training import (
+    TrainingConfigError,
+    TrainingData,
+    TrainingOutcome,
+    TrainingRecipe,
+    prepare_data,
+    train_architecture,
+)
+
+
+@dataclass(frozen=True)
+class ConfirmationPlan:
+    recipe: TrainingRecipe
+    data: TrainingData
+    sizes: ModelSizes
+
+
+def plan_confirmation(config: SearchConfig, search_corpus: Corpus) -> ConfirmationPlan:
+    """Check the confirmation settings and load its data (before the search starts, so a bad
+    corpus is reported before any scoring is spent)."""
+    if config.space != "rnn":
+        raise ConfigError(
+            f"--confirm-top trains RNN cells; the {config.space} space has no trainer"
+        )
+    corpus = search_corpus
+    if config.confirm_corpus is not None:
+        try:
+            corpus = load_corpus(config.confirm_corpus, "valid")
+        except CorpusError as exc:
+            raise ConfigError(f"--confirm-corpus: {exc}") from None
+    train_split = "train" if "train" in corpus.splits else "valid"
+    try:
+        recipe = TrainingRecipe(
+            steps=config.confirm_steps,
+            epochs=config.confirm_epochs,
+            seed=config.seed,
+            device=config.device,
+            train_split=train_split,
+        )
+        data = prepare_data(corpus, recipe)
+    except TrainingConfigError as exc:
+        raise ConfigError(f"confirmation training: {exc}") from None
+    sizes = ModelSizes(
+        vocab_size=data.vocab_size,
+        embedding_size=config.embedding_size,
+        hidden_size=config.hidden_size,
+        num_layers=config.layers,
+    )
+    return ConfirmationPlan(recipe, data, sizes)
+
+
+def confirm(
+    plan: ConfirmationPlan,
+    top: list[tuple[Result, float]],
+    executor: Executor,
+    store: RunStore,
+    on_done: Callable[[dict], None] | None = None,
+) -> dict:
+    """Train each ranked ``(result, final fitness)`` of ``top``; return the summary section.
+
+    Architectures already in ``confirmed.jsonl`` with the same recipe are not trained again."""
+    recipe = plan.recipe.to_dict()
+    done = {
+        r["arch_id"]: r
+        for r in store.read_confirmed()
+        if r.get("training", {}).get("recipe") == recipe
+    }
+    todo = [(rank, r, f) for rank, (r, f) in enumerate(top, start=1) if r.arch_id not in done]
+    jobs = [(dict(r.arch), plan.sizes, plan.data, plan.recipe) for _, r, _ in todo]
+    for i, outcome in executor.run_jobs(train_architecture, jobs):
+        rank, result, fitness = todo[i]
+        record = _record(rank, result, fitness, outcome)
+        store.append_confirmed(record)
+        done[result.arch_id] = record
+        if on_done is not None:
+            on_done(record)
+    rows = [done[r.arch_id] | {"rank": rank} for rank, (r, _) in enumerate(top, start=1)]
+    return {
+        "recipe": recipe,
+        "corpus": plan.data.description,
+        "notes": list(plan.data.notes),
+        "table": [
+            {
+                key: row[key]
+                for key in (
+                    "rank",
+                    "arch_id",
+                    "fitness",
+                    "status",
+                    "valid_loss",
+                    "test_loss",
+                    "test_ppl",
+                    "train_seconds",
+                    "error",
+                )
+            }
+            for row in rows
+        ],
+        "kendall_tau_fitness_vs_loss": _tau(rows),
+    }
+
+
+def _record(
+    rank: int, result: Result, fitness: float, outcome: TrainingOutcome | JobFailure
+) -> dict:
+    if isinstance(outcome, JobFailure):
+        status, error, training = "failed", f"training job failed: {outcome.reason}", {}
+    else:
+        status, error, training = outcome.status, outcome.error, outcome.to_dict()
+    return {
+        "rank": rank,
+        "arch_id": result.arch_id,
+        "fitness": fitness,
+        "status": status,
+        "error": error,
+        "valid_loss": training.get("valid_loss"),
+        "test_loss": training.get("test_loss"),
+        "test_ppl": training.get("test_ppl"),
+        "valid_ppl": training.get("valid_ppl"),
+        "train_seconds": training.get("train_seconds"),
+        "arch": dict(result.arch),
+        "training": training,
+    }
+
+
+def _tau(rows: list[dict]) -> float | None:
+    """Kendall tau between fitness and confirmed loss (test loss, else valid): negative when a
+    higher fitness goes with a lower loss, as it should."""
+    pairs = [
+        (row["fitness"], row["test_loss"] if row["test_loss"] is not None else row["valid_loss"])
+        for row in rows
+        if row["status"] == "ok"
+    ]
+    pairs = [(f, loss) for f, loss in pairs if loss is not None and math.isfinite(loss)]
+    if len(pairs) < 2:
+        return None
+    tau = kendalltau([f for f, _ in pairs], [loss for _, loss in pairs]).statistic
+    return None if not math.isfinite(tau) else round(float(tau), 4)
