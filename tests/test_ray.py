@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -175,3 +176,23 @@ def _busy_pid(executor: RayExecutor, key: str, after_wait: bool = False) -> int:
             return busy[key]
         time.sleep(0.05)
     pytest.fail("the candidate never reached a worker")
+
+
+def test_confirmation_training_runs_on_the_ray_workers(tmp_path: Path) -> None:
+    outcome = nas_engine.search(
+        budget=4,
+        strategy="random",
+        seed=1,
+        out=str(tmp_path / "run"),
+        executor="ray",
+        workers=2,
+        confirm_top=2,
+        confirm_steps=2,
+        **TINY,
+    )
+    assert len(outcome) == 4
+    lines = (tmp_path / "run" / "confirmed.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    records = [json.loads(line) for line in lines]
+    assert all(r["status"] == "ok" and r["training"]["steps"] == 2 for r in records)
+    assert sorted(r["rank"] for r in records) == [1, 2]
