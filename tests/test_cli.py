@@ -181,3 +181,23 @@ def test_search_on_penn_treebank(tmp_path: Path) -> None:
     assert summary["evaluated"] == 3 and summary["ok"] == 3
     assert "text corpus" in summary["corpus"]
     assert "synthetic" not in summary["corpus"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--resume"], "--resume needs --out"),
+        (["--workers", "2"], "--workers needs --executor ray"),
+        (["--gpus-per-worker", "0.5"], "--gpus-per-worker needs --executor ray"),
+        (["--executor", "dask"], "invalid choice"),
+        (["--eval-timeout", "0"], "eval-timeout"),
+        (["--confirm-steps", "3", "--confirm-epochs", "1", "--confirm-top", "1"], "not both"),
+    ],
+)
+def test_bad_execution_options_exit_2_with_one_line(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    done = run_module("nas_engine.search", *TINY_ARGS, *args)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
