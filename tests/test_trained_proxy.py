@@ -12,7 +12,7 @@ from helpers import PTB_DIR, require
 import nas_engine
 from nas_engine.config import ConfigError
 from nas_engine.corpus import load_corpus
-from nas_engine.metrics import MetricFailure, get_metric
+from nas_engine.metrics import MetricFailure, get_metric, metric_names
 from nas_engine.probes import RNNProbe
 from nas_engine.result import Candidate
 from nas_engine.scoring import Scorer, ScoringSetup
@@ -212,3 +212,12 @@ def test_ray_workers_give_the_in_process_proxy(corpus_dir, tmp_path):
         assert by_id[r.arch_id].ok
         got = by_id[r.arch_id].metrics["trained_loss"]
         assert got == pytest.approx(r.metrics["trained_loss"], rel=1e-5)
+
+
+def test_the_proxy_is_registered_apart_from_the_training_free_metrics():
+    metric = get_metric("trained_loss", "rnn")
+    assert metric.direction == "lower" and metric.sign == -1.0 and metric.trained
+    assert "trained_loss" in metric_names("rnn", trained=True)
+    # "all metrics" (benchmarks, reports) means the training-free ones: no hidden training.
+    assert "trained_loss" not in metric_names("rnn")
+    assert not get_metric("hidden_cov").trained

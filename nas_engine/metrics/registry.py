@@ -35,6 +35,11 @@ class Metric:
     space: str
 
     @property
+    def trained(self) -> bool:
+        """A trained proxy (it needs a training run), not a training-free metric."""
+        return "training" in self.needs
+
+    @property
     def sign(self) -> float:
         """Multiplier that turns the metric into a fitness to maximise."""
         return 1.0 if self.direction == "higher" else -1.0
@@ -74,13 +79,21 @@ def get_metric(name: str, space: str | None = None) -> Metric:
     else:
         metric = _METRICS.get(registry_key(name, space))
     if metric is None:
-        known = ", ".join(metric_names(space))
+        known = ", ".join(metric_names(space, trained=True))
         raise KeyError(f"unknown metric {name!r} (known: {known})")
     return metric
 
 
-def metric_names(space: str | None = None) -> list[str]:
-    return sorted({m.name for m in _METRICS.values() if space is None or m.space == space})
+def metric_names(space: str | None = None, *, trained: bool = False) -> list[str]:
+    """The training-free metrics (of ``space``); with ``trained``, the trained proxies too
+    ("all metrics" of the reports and benchmarks means the training-free ones)."""
+    return sorted(
+        {
+            m.name
+            for m in _METRICS.values()
+            if (space is None or m.space == space) and (trained or not m.trained)
+        }
+    )
 
 
 def metrics_of(space: str | None = None) -> list[Metric]:
