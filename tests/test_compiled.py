@@ -106,7 +106,7 @@ def test_step_is_straight_line_with_one_multiply_per_read_value() -> None:
     assert dict(program.sources) == {"h_prev_0": ("a", "b"), "h_prev_1": ("c",), "ta": ("c", "d")}
     assert program.x_readers == ("a", "b")
     code = program.step_source
-    assert code.count("torch.mm(") == 3
+    assert code.count(" mm(") == 3
     for keyword in ("for ", "while ", "if "):
         assert keyword not in code
 

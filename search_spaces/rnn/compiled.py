@@ -5,14 +5,17 @@ once: the topological order, which linear nodes read the input ``x`` (their inpu
 products, biases included, are one matrix multiply over all steps before the recurrence), and,
 for every other value a linear node reads (a state element or an internal node), the linear
 nodes that read it (their products with that value are one merged matrix multiply per step).
-The step itself is generated once as straight-line code with :mod:`torch.fx` (no per-step
-graph walking or dict lookups; the same code serves every layer, the hidden size being an
-argument), and it is the unit a GPU path can capture (CUDA graphs) or hand to ``torch.compile``.
+The step itself is generated once as a straight-line Python function (no per-step graph
+walking or dict lookups; the same code serves every layer, the hidden size being an argument),
+the unit a GPU path can capture (CUDA graphs) or hand to ``torch.compile``.
 
-Measured on a 2-core CPU (``experiments/bench_scoring.py``): at the benchmark's sizes the
-recurrence is bound by the matrix multiplies (about 100 GFLOP/s, near the machine's peak), so
-what pays there is doing fewer of them (see ``RNNLanguageModel.entering_states``); the
-generated step removes interpretation overhead, which matters only at small sizes.
+Measured on a 2-core CPU: at the benchmark's sizes the recurrence is bound by the matrix
+multiplies (about 100 GFLOP/s, near the machine's peak), so what pays there is doing fewer of
+them (see ``RNNLanguageModel.entering_states``); at small sizes (the fast mode) the cost of
+making the step matters as much as running it: ``torch.fx`` (a Graph turned into a
+GraphModule) took 1.1 ms of CPU time per recipe, a quarter of a fast-mode score, where writing
+the few lines of source directly and compiling them takes about 0.1 ms, so the step is written
+directly (``step_source`` shows it).
 
 The weights are gathered from the cell's parameters at every :meth:`CellProgram.run` (a few
 slices and concatenations per sequence), so autograd flows to the parameters when it is on and
@@ -21,13 +24,11 @@ the same program serves every copy of the weights.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
-from torch import fx
 from torch.nn import functional as F
 
 from .recipe import BLEND, LINEAR, PROD, SUM, Recipe
@@ -39,6 +40,13 @@ _ACTIVATIONS: dict[str, Callable[..., torch.Tensor]] = {
     "activation_tanh": torch.tanh,
     "activation_sigm": torch.sigmoid,
     "activation_leaky_relu": F.leaky_relu,
+}
+_ACTIVATION_NAMES = {op: fn.__name__ for op, fn in _ACTIVATIONS.items()}
+# What the generated code may call, and nothing else.
+_STEP_GLOBALS = {
+    "__builtins__": {},
+    "mm": torch.mm,
+    **{f.__name__: f for f in _ACTIVATIONS.values()},
 }
 
 
@@ -173,74 +181,73 @@ class CellProgram:
         """The generated step: ``(pre_t, hidden_size, h_prev_0.., source weights..,
         plain biases..) -> (h_new_0.., activation outputs..)``, generated on first use."""
         if activations not in self._steps:
-            module = fx.GraphModule(torch.nn.Module(), self._step_graph(activations))
-            self._steps[activations] = module.forward
+            namespace = dict(_STEP_GLOBALS)
+            exec(compile(self.step_source_for(activations), "<cell step>", "exec"), namespace)
+            self._steps[activations] = namespace["step"]
         return self._steps[activations]
 
     @property
     def step_source(self) -> str:
         """The generated code of the step (for reading and debugging)."""
-        return fx.GraphModule(torch.nn.Module(), self._step_graph(False)).code
+        return self.step_source_for(False)
 
-    def _step_graph(self, activations: bool) -> fx.Graph:
-        g = fx.Graph()
+    def step_source_for(self, activations: bool) -> str:
+        """Python source of the step: one line per operation, in topological order; every
+        value is a local variable (``s*`` states, ``v*`` nodes, ``p*`` merged products)."""
         graph = self.recipe.node_map
-        pre = g.placeholder("pre")
-        # The hidden size is an argument, so one program serves layers of any width.
-        hsz = g.placeholder("hidden_size")
-        values: dict[str, fx.Node] = {
-            f"h_prev_{i}": g.placeholder(f"h_prev_{i}") for i in range(self.num_states)
-        }
-        source_w = [g.placeholder(f"w_{j}") for j in range(len(self.sources))]
-        plain_b = {n: g.placeholder(f"b_{j}") for j, n in enumerate(self.plain_nodes)}
-        terms: dict[str, list[fx.Node]] = {n: [] for n in self.linear_nodes}
-        source_index = {s: j for j, (s, _) in enumerate(self.sources)}
+        var = {f"h_prev_{i}": f"s{i}" for i in range(self.num_states)}
+        var.update({name: f"v{j}" for j, name in enumerate(self.order)})
+        source_index = {src: j for j, (src, _) in enumerate(self.sources)}
+        plain_index = {n: j for j, n in enumerate(self.plain_nodes)}
+        terms: dict[str, list[str]] = {n: [] for n in self.linear_nodes}
+        args = ["pre", "hidden_size", *(f"s{i}" for i in range(self.num_states))]
+        args += [f"w{j}" for j in range(len(self.sources))]
+        args += [f"b{j}" for j in range(len(self.plain_nodes))]
+        lines = [f"def step({', '.join(args)}):"]
 
-        def pieces(merged: fx.Node, count: int) -> list[fx.Node]:
+        def split(name: str, expr: str, count: int) -> list[str]:
             if count == 1:
-                return [merged]
-            split = g.call_method("split", (merged, hsz, 1))
-            return [g.call_function(operator.getitem, (split, r)) for r in range(count)]
+                lines.append(f"    {name} = {expr}")
+                return [name]
+            lines.append(f"    {name} = {expr}.split(hidden_size, 1)")
+            return [f"{name}[{r}]" for r in range(count)]
 
-        def multiply(source: str) -> None:
-            j = source_index[source]
+        def multiply(src: str) -> None:
+            j = source_index[src]
             readers = self.sources[j][1]
-            product = g.call_function(torch.mm, (values[source], source_w[j]))
-            for reader, piece in zip(readers, pieces(product, len(readers)), strict=True):
+            for reader, piece in zip(
+                readers, split(f"p{j}", f"mm({var[src]}, w{j})", len(readers)), strict=True
+            ):
                 terms[reader].append(piece)
 
-        x_parts = dict(zip(self.x_readers, pieces(pre, len(self.x_readers)), strict=True))
+        x_part = dict(
+            zip(self.x_readers, split("x", "pre", len(self.x_readers)), strict=True)
+            if self.x_readers
+            else ()
+        )
         for i in range(self.num_states):
             if f"h_prev_{i}" in source_index:
                 multiply(f"h_prev_{i}")
         for name in self.order:
             node = graph[name]
-            ins = [values[i] for i in node.inputs if i != "x"]
+            ins = [var[i] for i in node.inputs if i != "x"]
             if node.op == LINEAR:
-                value = x_parts[name] if name in x_parts else plain_b[name]
-                for term in terms[name]:
-                    value = g.call_function(torch.add, (value, term))
+                base = x_part[name] if name in x_part else f"b{plain_index[name]}"
+                expr = " + ".join([base, *terms[name]])
             elif node.op == BLEND:
-                z, a, b = ins  # z * a + (1 - z) * b, as the reference computes it
-                value = g.call_function(
-                    torch.add,
-                    (
-                        g.call_function(torch.mul, (z, a)),
-                        g.call_function(torch.mul, (g.call_function(torch.rsub, (z, 1)), b)),
-                    ),
-                )
-            elif node.op in (PROD, SUM):
-                fn = torch.mul if node.op == PROD else torch.add
-                value = ins[0]
-                for other in ins[1:]:
-                    value = g.call_function(fn, (value, other))
+                z, a, b = ins  # as the reference computes it
+                expr = f"{z} * {a} + (1 - {z}) * {b}"
+            elif node.op == PROD:
+                expr = " * ".join(ins)
+            elif node.op == SUM:
+                expr = " + ".join(ins)
             else:
-                value = g.call_function(_ACTIVATIONS[node.op], (ins[0],))
-            values[name] = value
+                expr = f"{_ACTIVATION_NAMES[node.op]}({ins[0]})"
+            lines.append(f"    {var[name]} = {expr}")
             if name in source_index:
                 multiply(name)
-        out = [values[f"h_new_{i}"] for i in range(self.num_states)]
+        out = [var[f"h_new_{i}"] for i in range(self.num_states)]
         if activations:
-            out += [values[n] for n in self.activation_nodes]
-        g.output(tuple(out))
-        return g
+            out += [var[n] for n in self.activation_nodes]
+        lines.append(f"    return ({', '.join(out)},)")
+        return "\n".join(lines) + "\n"

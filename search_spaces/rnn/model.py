@@ -352,15 +352,21 @@ class RNNLanguageModel(nn.Module):
                 f"({sizes.vocab_size}, {sizes.embedding_size})"
             )
         program = CellProgram(recipe)  # one compiled step for every layer
+        device = device or "cpu"
+        if encoder_weight is not None:  # shares the tensor's storage; no init on "meta"
+            self.encoder = nn.Embedding(*encoder_weight.shape, _weight=encoder_weight)
         with torch.device("meta"):
-            self.encoder = nn.Embedding(sizes.vocab_size, sizes.embedding_size)
+            if encoder_weight is None:
+                self.encoder = nn.Embedding(sizes.vocab_size, sizes.embedding_size)
             self.layers = nn.ModuleList(
                 RecipeCell(recipe, inp, hid, program) for inp, hid in layer_sizes
             )
             self.decoder = nn.Linear(last_hidden, sizes.vocab_size) if self.complete else None
-        self.to_empty(device=device or "cpu")
-        if encoder_weight is not None:  # shares the tensor's storage
-            self.encoder.weight = nn.Parameter(encoder_weight)
+        if encoder_weight is None:
+            self.encoder.to_empty(device=device)
+        self.layers.to_empty(device=device)
+        if self.decoder is not None:
+            self.decoder.to_empty(device=device)
         if sizes.tied and self.decoder is not None:
             self.decoder.weight = self.encoder.weight
         self.reset_parameters(draw_encoder=encoder_weight is None)
