@@ -111,6 +111,20 @@ def train_parser() -> argparse.ArgumentParser:
     model.add_argument("--layers", type=_positive_int, default=sizes.num_layers, help="layers")
     p.add_argument("--out", default=None, metavar="DIR", help="default: runs/train-NAME-TIME")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--save-every",
+        type=int,
+        default=500,
+        metavar="S",
+        help="save OUT/progress.pt every S steps, so a crash loses at most S steps; 0: never "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its progress.pt (same cell, sizes and recipe); "
+        "it ends as the uninterrupted run would",
+    )
     return p
 
 
@@ -190,10 +204,17 @@ def train_main(argv: list[str] | None = None) -> int:
     try:
         cell, name = _read_cell(args)
         recipe = _recipe(args)
+        if args.resume and args.out is None:
+            raise TrainingConfigError("--resume needs --out: the folder of the run to resume")
+        if args.save_every < 0:
+            raise TrainingConfigError(f"--save-every must be >= 0, got {args.save_every}")
         out = Path(args.out or f"runs/train-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-        for existing in ("checkpoint.pt", "training.json"):
-            if (out / existing).exists():
-                raise TrainingConfigError(f"{str(out)!r} already holds a training run")
+        if args.resume and not (out / "progress.pt").is_file():
+            raise TrainingConfigError(f"--resume: {str(out)!r} holds no progress.pt to resume")
+        for existing in ("checkpoint.pt", "training.json", "progress.pt"):
+            if not args.resume and (out / existing).exists():
+                hint = " (--resume continues it)" if existing == "progress.pt" else ""
+                raise TrainingConfigError(f"{str(out)!r} already holds a training run{hint}")
         corpus = _load(args.corpus, recipe)
         data = prepare_data(corpus, recipe)
         sizes = ModelSizes(
@@ -213,19 +234,36 @@ def train_main(argv: list[str] | None = None) -> int:
     bar = tqdm(total=None, disable=args.no_progress, unit="step", file=sys.stderr)
 
     def progress(step: int, total: int, loss: float) -> None:
-        bar.total = total
+        if bar.total is None:  # the first step of this process (later than 1 when resumed)
+            bar.total, bar.n = total, step - 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
 
+    saved = out / "progress.pt"
     try:
         outcome = train_architecture(
-            cell, sizes, data, recipe, progress=progress, checkpoint=out / "checkpoint.pt"
+            cell,
+            sizes,
+            data,
+            recipe,
+            progress=progress,
+            checkpoint=out / "checkpoint.pt",
+            progress_file=saved,
+            save_every=args.save_every or None,
+            resume=args.resume,
         )
-    except KeyboardInterrupt:
-        print("interrupted: nothing saved", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    finally:
+    except TrainingConfigError as exc:  # a progress file of another run
         bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        bar.close()
+        if saved.exists():
+            print(f"interrupted: progress saved in {saved} (--resume continues)", file=sys.stderr)
+        else:
+            print("interrupted before the first save: nothing saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    bar.close()
     record = {
         **outcome.to_dict(),
         "arch": cell.to_dict(),

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from .scoring import ScoringSetup
 
 CHECKPOINT_FORMAT = "nas-engine-checkpoint/1"
+PROGRESS_FORMAT = "nas-engine-training-progress/1"
 
 # progress(step, total_steps, loss of this step): called after every optimiser step.
 Progress = Callable[[int, int, float], None]
@@ -441,6 +442,9 @@ def train_architecture(
     *,
     progress: Progress | None = None,
     checkpoint: str | Path | None = None,
+    progress_file: str | Path | None = None,
+    save_every: int | None = None,
+    resume: bool = False,
 ) -> TrainingOutcome:
     """Train one cell with ``recipe`` and evaluate it; picklable arguments throughout.
 
@@ -449,9 +453,14 @@ def train_architecture(
     a path, None for the embedded corpus, or already loaded. ``checkpoint``: where to save the
     trained model when the run is ok (see :func:`load_checkpoint`).
 
-    Bad input (an invalid cell, recipe or corpus; a device that is absent) raises
-    :class:`TrainingConfigError` or :class:`~search_spaces.rnn.RecipeError`; a run that
-    diverges (non-finite loss) or fails inside torch returns a failed outcome with the reason.
+    ``progress_file`` with ``save_every``: every ``save_every`` steps, everything the loop
+    needs to go on (weights, Adam's moments, the dropout generator, the carried state, the
+    losses so far) is saved there, atomically; with ``resume``, the run continues from it and
+    ends exactly as the uninterrupted run would. The file is removed when the run completes.
+
+    Bad input (an invalid cell, recipe or corpus; a device that is absent; nothing to resume)
+    raises :class:`TrainingConfigError` or :class:`~search_spaces.rnn.RecipeError`; a run that
+    diverges (non-finite loss) or runs out of memory returns a failed outcome with the reason.
     """
     started = time.perf_counter()
     cell = _as_recipe(arch_record)
@@ -460,18 +469,23 @@ def train_architecture(
     if isinstance(corpus, TrainingData):
         check_data(data, recipe)
     sizes = replace(sizes, vocab_size=data.vocab_size)
+    if (save_every is not None or resume) and progress_file is None:
+        raise TrainingConfigError("saving or resuming progress needs a progress file")
+    identity = {"arch": cell.to_dict(), "sizes": asdict(sizes), "recipe": recipe.to_dict()}
+    saved = _read_progress(progress_file, identity) if resume else None
     amp = recipe.mixed_precision and device.type == "cuda" and torch.cuda.is_bf16_supported()
 
     train_data = batchify(data.train, recipe.batch_size).to(device)
-    per_epoch = windows_per_epoch(data.train.numel(), recipe.batch_size, recipe.bptt)
-    total_steps = recipe.steps or max(1, round((recipe.epochs or 1.0) * per_epoch))
+    starts = range(0, train_data.shape[0] - 1, recipe.bptt)  # one window each, an epoch
+    total_steps = recipe.steps or max(1, round((recipe.epochs or 1.0) * len(starts)))
     model = build_model(cell, sizes, recipe.seed).to(device)
     from .probes import derived_seed
 
     generator = torch.Generator(device=device).manual_seed(derived_seed(recipe.seed, "dropout"))
 
     losses: list[float] = []
-    tokens = 0
+    tokens, done_seconds, first_step = 0, 0.0, 1
+    state: list[tuple[torch.Tensor, ...]] | None = None
     error: str | None = None
     train_started = time.perf_counter()
     try:
@@ -480,15 +494,22 @@ def train_architecture(
             optimizer = torch.optim.Adam(
                 model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
             )
+            if saved is not None:
+                model.load_state_dict(saved["model"])
+                optimizer.load_state_dict(saved["optimizer"])
+                generator.set_state(saved["generator"])
+                state = _state_to(saved["state"], device)
+                losses, tokens = list(saved["losses"]), saved["tokens"]
+                done_seconds, first_step = saved["train_seconds"], saved["step"] + 1
             model.train()
-            batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = iter(())
-            state = None
-            for step in range(1, total_steps + 1):
-                window = next(batches, None)
-                if window is None:  # a new epoch: back to the start, from zero states
-                    batches, state = _windows(train_data, recipe.bptt), None
-                    window = next(batches)
-                inputs, targets = window
+            for step in range(first_step, total_steps + 1):
+                window = (step - 1) % len(starts)
+                if window == 0:  # a new epoch: back to the start, from zero states
+                    state = None
+                begin = starts[window]
+                length = min(recipe.bptt, train_data.shape[0] - 1 - begin)
+                inputs = train_data[begin : begin + length]
+                targets = train_data[begin + 1 : begin + 1 + length]
                 with parametrize.cached():  # one DropConnect mask per window
                     logits, state, penalty = forward(model, inputs, state, recipe, generator, amp)
                     loss = F.cross_entropy(
@@ -506,9 +527,25 @@ def train_architecture(
                 state = _detach(state)
                 losses.append(value)
                 tokens += targets.numel()
+                if save_every and step % save_every == 0 and step < total_steps:
+                    _write_progress(
+                        progress_file,
+                        {
+                            **identity,
+                            "format": PROGRESS_FORMAT,
+                            "step": step,
+                            "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "generator": generator.get_state(),
+                            "state": _state_to(state, "cpu"),
+                            "losses": losses,
+                            "tokens": tokens,
+                            "train_seconds": done_seconds + time.perf_counter() - train_started,
+                        },
+                    )
                 if progress is not None:
                     progress(step, total_steps, value)
-        train_seconds = time.perf_counter() - train_started
+        train_seconds = done_seconds + time.perf_counter() - train_started
         valid_loss = test_loss = None
         if error is None:
             valid_loss = evaluate(model, data.valid, recipe.eval_batch_size, recipe.bptt)
@@ -517,9 +554,10 @@ def train_architecture(
             if not math.isfinite(valid_loss):
                 error = f"the validation loss is {valid_loss} after {len(losses)} steps"
     except torch.OutOfMemoryError as exc:
-        train_seconds = time.perf_counter() - train_started
+        train_seconds = done_seconds + time.perf_counter() - train_started
         error = f"out of memory: {str(exc).splitlines()[0]}"
         valid_loss = test_loss = None
+    per_epoch = len(starts)
 
     tail = losses[-max(1, len(losses) // 10) :]
     outcome = TrainingOutcome(
@@ -545,7 +583,40 @@ def train_architecture(
     )
     if checkpoint is not None and outcome.ok:
         save_checkpoint(checkpoint, model, cell, sizes, recipe, outcome, data.vocab)
+    if progress_file is not None:  # the run is over (its outcome says how): nothing to resume
+        Path(progress_file).unlink(missing_ok=True)
     return outcome
+
+
+def _state_to(
+    state: list[tuple[torch.Tensor, ...]] | None, device: torch.device | str
+) -> list[tuple[torch.Tensor, ...]] | None:
+    return None if state is None else [tuple(t.to(device) for t in layer) for layer in state]
+
+
+def _write_progress(path: str | Path, payload: dict[str, Any]) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _read_progress(path: str | Path, identity: Mapping[str, Any]) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingConfigError(f"nothing to resume: {str(path)!r} does not exist")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise TrainingConfigError(f"cannot read {str(path)!r}: {exc}") from None
+    if not isinstance(saved, dict) or saved.get("format") != PROGRESS_FORMAT:
+        raise TrainingConfigError(f"{str(path)!r} is not a nas-engine training progress file")
+    changed = [key for key, value in identity.items() if saved.get(key) != value]
+    if changed:
+        raise TrainingConfigError(
+            f"cannot resume {str(path)!r}: it trains another {' and '.join(changed)}"
+        )
+    return saved
 
 
 # ---------------------------------------------------------------------- trained proxy

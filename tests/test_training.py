@@ -6,8 +6,10 @@ import json
 import math
 import os
 import pickle
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 
 import pytest
@@ -184,6 +186,60 @@ def test_checkpoint_round_trip_gives_the_same_loss(tmp_path):
     assert all("parametrizations" not in k for k in loaded.model.state_dict())
 
 
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
+    corpus, cell = cyclic_corpus(), preset("lstm").to_dict()
+    full = train_architecture(cell, SIZES, corpus, TINY)
+    saved = tmp_path / "progress.pt"
+
+    def crash_at_23(step: int, total: int, loss: float) -> None:
+        if step == 23:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_architecture(
+            cell, SIZES, corpus, TINY, progress=crash_at_23, progress_file=saved, save_every=10
+        )
+    assert saved.exists()  # written after step 20
+    steps_run = []
+    resumed = train_architecture(
+        cell,
+        SIZES,
+        corpus,
+        TINY,
+        progress=lambda step, total, loss: steps_run.append(step),
+        progress_file=saved,
+        save_every=10,
+        resume=True,
+    )
+    assert steps_run == list(range(21, 41))
+    same = ("train_loss", "valid_loss", "test_loss", "steps", "tokens")
+    assert [getattr(resumed, k) for k in same] == [getattr(full, k) for k in same]
+    assert not saved.exists()  # the run is over: nothing left to resume
+
+
+def test_resuming_needs_the_same_run(tmp_path):
+    corpus, cell = cyclic_corpus(), preset("rnn").to_dict()
+    saved = tmp_path / "progress.pt"
+    with pytest.raises(TrainingConfigError, match="nothing to resume"):
+        train_architecture(cell, SIZES, corpus, TINY, progress_file=saved, resume=True)
+
+    def crash_at_6(step: int, total: int, loss: float) -> None:
+        if step == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_architecture(
+            cell, SIZES, corpus, TINY, progress=crash_at_6, progress_file=saved, save_every=5
+        )
+    with pytest.raises(TrainingConfigError, match="another recipe"):
+        train_architecture(
+            cell, SIZES, corpus, replace(TINY, lr=0.5), progress_file=saved, resume=True
+        )
+    with pytest.raises(TrainingConfigError, match="another arch"):
+        gru = preset("gru").to_dict()
+        train_architecture(gru, SIZES, corpus, TINY, progress_file=saved, resume=True)
+
+
 def test_not_a_checkpoint_is_refused(tmp_path):
     bad = tmp_path / "x.pt"
     torch.save({"hello": 1}, bad)
@@ -284,6 +340,41 @@ def test_cli_trains_and_writes_its_files(tmp_path):
     valid = load_corpus(corpus, "valid").splits["valid"]
     assert evaluate(loaded.model, valid, 4, 10) == pytest.approx(record["valid_loss"], rel=1e-6)
     assert f"{record['valid_loss']:.4f}" in done.stdout
+
+
+def test_cli_run_killed_by_sigkill_resumes_to_the_uninterrupted_result(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus")
+    args = ["--preset", "gru", "--corpus", str(corpus), "--steps", "400", "--save-every", "5",
+            "--no-progress", *TINY_ARGS]  # fmt: skip
+    whole = run_train(*args, "--out", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nas_engine.train", *args, "--out", str(killed)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 240
+    while not (killed / "progress.pt").exists() and proc.poll() is None:
+        assert time.monotonic() < deadline, "no progress saved"
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (killed / "training.json").exists()
+    resumed = run_train(*args, "--out", str(killed), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a = json.loads((tmp_path / "whole" / "training.json").read_text())
+    b = json.loads((killed / "training.json").read_text())
+    for key in ("train_loss", "valid_loss", "test_loss", "steps", "tokens"):
+        assert a[key] == b[key], key
+    assert not (killed / "progress.pt").exists()
+    # The folder now holds a finished run: neither a fresh run nor a resume may reuse it.
+    assert run_train(*args, "--out", str(killed)).returncode == 2
+    again = run_train(*args, "--out", str(killed), "--resume")
+    assert again.returncode == 2 and "holds no progress.pt" in again.stderr
 
 
 def test_cli_records_a_diverged_run_and_exits_1(tmp_path):
