@@ -166,6 +166,9 @@ def run_nbbert(args: argparse.Namespace) -> int:
         restriction = parse_restriction(args.restrict)
     except ValueError as exc:
         raise ConfigError(f"--restrict: {exc}") from None
+    out = Path(args.out or f"runs/nbbert-{datetime.now():%Y%m%d-%H%M%S}")
+    if out.exists() and (out / "correlations.json").exists():
+        raise ConfigError(f"--out {str(out)!r} already holds benchmark results; choose a new --out")
     try:
         entries = read_benchmark(args.benchmark_file)
     except BenchmarkError as exc:
@@ -191,9 +194,6 @@ def run_nbbert(args: argparse.Namespace) -> int:
         Scorer(settings.setup(()), corpus)  # the batch: a corpus too short fails here
     except CorpusError as exc:
         raise ConfigError(str(exc)) from None
-    out = Path(args.out or f"runs/nbbert-{datetime.now():%Y%m%d-%H%M%S}")
-    if out.exists() and (out / "correlations.json").exists():
-        raise ConfigError(f"--out {str(out)!r} already holds benchmark results; choose a new --out")
 
     print(f"corpus: {corpus.description}", file=sys.stderr)
     print(

@@ -14,6 +14,7 @@ from scipy import stats
 
 import nas_engine
 from nas_engine import ConfigError, SearchConfig
+from nas_engine.cli import benchmark_main, search_main
 from nas_engine.nbbert import BenchmarkError, read_benchmark
 from nas_engine.result import Candidate
 from nas_engine.scoring import Scorer
@@ -21,11 +22,19 @@ from search_spaces.bert import BertConfig, parse_restriction
 
 BENCHMARK_DEV = DATA_DIR / "nasbench_bert" / "benchmark_dev.json"
 TINY = {"batch_size": 2, "bptt": 8}
+
+
+@pytest.fixture()
+def tiny(tmp_path: Path) -> dict:
+    """Tiny scoring sizes and a tiny text corpus (the embedded corpus takes seconds to build)."""
+    return {**TINY, "corpus": str(tiny_text(tmp_path))}
+
+
 RESTRICT = "hidden_size=128,num_layers=2,feed_forward_dimension=512,num_feed_forward=1"
 
 
 @pytest.mark.parametrize("strategy", ["random", "evolution"])
-def test_search_stays_inside_the_restriction(tmp_path: Path, strategy: str) -> None:
+def test_search_stays_inside_the_restriction(tmp_path: Path, tiny: dict, strategy: str) -> None:
     results = nas_engine.search(
         space="bert",
         fitness="head_confidence",
@@ -35,7 +44,7 @@ def test_search_stays_inside_the_restriction(tmp_path: Path, strategy: str) -> N
         tournament=2,
         restrict=RESTRICT,
         out=str(tmp_path / "run"),
-        **TINY,
+        **tiny,
     )
     restriction = parse_restriction(RESTRICT)
     assert len(results) == 8 and all(r.ok for r in results)
@@ -53,7 +62,7 @@ def test_search_stays_inside_the_restriction(tmp_path: Path, strategy: str) -> N
     assert len(lines) == 8
 
 
-def test_recorded_fitness_is_the_scorer_value(tmp_path: Path) -> None:
+def test_recorded_fitness_is_the_scorer_value(tmp_path: Path, tiny: dict) -> None:
     results = nas_engine.search(
         space="bert",
         fitness="head_confidence:2+nonembedding_params",
@@ -62,13 +71,13 @@ def test_recorded_fitness_is_the_scorer_value(tmp_path: Path) -> None:
         strategy="random",
         restrict=RESTRICT,
         out=str(tmp_path / "run"),
-        **TINY,
+        **tiny,
     )
     config = SearchConfig(
         space="bert",
         fitness="head_confidence:2+nonembedding_params",
         metrics=("params",),
-        **TINY,
+        **tiny,
     )
     scorer = Scorer(config.scoring_setup())
     for r in results:
@@ -90,28 +99,40 @@ def test_recorded_fitness_is_the_scorer_value(tmp_path: Path) -> None:
         ({"fitness": "hidden_cov"}, "unknown metric 'hidden_cov'"),
     ],
 )
-def test_bad_bert_options(tmp_path: Path, options: dict, message: str) -> None:
-    kwargs = {"space": "bert", "fitness": "head_confidence", "out": str(tmp_path / "x"), **TINY}
+def test_bad_bert_options(tmp_path: Path, tiny: dict, options: dict, message: str) -> None:
+    kwargs = {"space": "bert", "fitness": "head_confidence", "out": str(tmp_path / "x"), **tiny}
     with pytest.raises(ConfigError, match=message):
         nas_engine.search(**{**kwargs, **options})
     assert not (tmp_path / "x").exists()
 
 
-def test_cli_search_and_bad_restriction(tmp_path: Path) -> None:
+def test_cli_search_and_bad_restriction(tmp_path: Path, capsys) -> None:
     out = tmp_path / "cli"
-    ok = run_module(
-        "nas_engine.search",
-        "--space", "bert", "--fitness", "head_confidence", "--budget", "3",
-        "--strategy", "random", "--restrict", "deep_wide", "--batch-size", "2", "--bptt", "8",
-        "--out", str(out), "--no-progress",
+    code = search_main(
+        [
+            "--space", "bert", "--fitness", "head_confidence", "--budget", "3",
+            "--strategy", "random", "--restrict", "deep_wide", "--batch-size", "2",
+            "--bptt", "8", "--corpus", str(tiny_text(tmp_path)), "--out", str(out),
+            "--no-progress",
+        ]
     )  # fmt: skip
-    assert ok.returncode == 0, ok.stderr
+    assert code == 0
     for line in (out / "results.jsonl").read_text().splitlines():
         arch = json.loads(line)["arch"]
         assert arch["hidden_size"] == 256 and len(arch["encoder_layers"]) == 4
-    bad = run_module("nas_engine.search", "--space", "bert", "--restrict", "hidden_size=7")
-    assert bad.returncode == 2
-    assert bad.stderr.strip().count("\n") == 0 and "--restrict" in bad.stderr
+    capsys.readouterr()
+    assert search_main(["--space", "bert", "--restrict", "hidden_size=7"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and "--restrict" in err
+
+
+def tiny_text(folder: Path) -> Path:
+    """A small text file: a corpus that loads in no time (the embedded one takes seconds)."""
+    path = folder / "tiny.txt"
+    path.write_text(
+        "\n".join(" ".join(f"w{(i * 7 + j) % 40}" for j in range(12)) for i in range(40))
+    )
+    return path
 
 
 # ------------------------------------------------------------------ nbbert
@@ -154,12 +175,12 @@ def tiny_benchmark(tmp_path: Path) -> Path:
     return path
 
 
-def test_nbbert_command(tmp_path: Path, tiny_benchmark: Path) -> None:
+def test_nbbert_command(tmp_path: Path, tiny_benchmark: Path, capsys) -> None:
     out = tmp_path / "out"
     proc = run_module(
         "nas_engine.benchmark", "nbbert", "--benchmark", str(tiny_benchmark),
         "--metrics", "nonembedding_params,head_confidence", "--batch-size", "2", "--bptt", "8",
-        "--out", str(out), "--no-progress",
+        "--corpus", str(tiny_text(tmp_path)), "--out", str(out), "--no-progress",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "kendall_tau" in proc.stdout and "nonembedding_params" in proc.stdout
@@ -171,24 +192,23 @@ def test_nbbert_command(tmp_path: Path, tiny_benchmark: Path) -> None:
     assert corr["nonembedding_params"]["kendall_tau"] == pytest.approx(tau)
     assert corr["head_confidence"]["n"] == 4 and corr["head_confidence"]["failed"] == 0
     assert (out / "scatter_head_confidence.png").is_file() and (out / "run.json").is_file()
-    again = run_module(
-        "nas_engine.benchmark", "nbbert", "--benchmark", str(tiny_benchmark), "--out", str(out)
-    )
-    assert again.returncode == 2 and "already holds" in again.stderr
+    assert benchmark_main(["nbbert", "--benchmark", str(tiny_benchmark), "--out", str(out)]) == 2
+    assert "already holds" in capsys.readouterr().err
 
 
-def test_nbbert_restriction_and_bad_input(tmp_path: Path, tiny_benchmark: Path) -> None:
+def test_nbbert_restriction_and_bad_input(tmp_path: Path, tiny_benchmark: Path, capsys) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([entry(0, 16, [("SA", "XYZ")], 60.0)]))
     with pytest.raises(BenchmarkError, match="bad operation_parameter 'XYZ'"):
         read_benchmark(bad)
-    proc = run_module("nas_engine.benchmark", "nbbert", "--benchmark", str(bad))
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
-    proc = run_module(
-        "nas_engine.benchmark", "nbbert", "--benchmark", str(tiny_benchmark),
-        "--restrict", "hidden_size=256",
-    )  # fmt: skip
-    assert proc.returncode == 2 and "no benchmark entry inside the restriction" in proc.stderr
+    assert benchmark_main(["nbbert", "--benchmark", str(bad)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    code = benchmark_main(
+        ["nbbert", "--benchmark", str(tiny_benchmark), "--restrict", "hidden_size=256"]
+    )
+    assert code == 2 and "no benchmark entry inside the restriction" in capsys.readouterr().err
+    code = benchmark_main(["nbbert", "--benchmark", str(tiny_benchmark), "--metrics", "hidden_cov"])
+    assert code == 2 and "unknown metric 'hidden_cov'" in capsys.readouterr().err
 
 
 def test_reads_the_dev_benchmark() -> None:
