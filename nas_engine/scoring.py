@@ -140,13 +140,20 @@ class Scorer:
         )
 
     def score(self, candidate: Candidate) -> Evaluation:
+        """Every metric of the setup, each on its own: one that fails does not stop the others
+        (a multi-metric record keeps what could be measured); any failure fails the result,
+        with every reason."""
         start = time.perf_counter()
         metrics: dict[str, float] = {}
         details: dict = {}
+        reasons: list[str] = []
         try:
             arch = self.space.validate(candidate.arch)
             probe = self.probe(arch)
-            for metric in self.metrics:
+        except Exception as exc:  # an architecture that breaks scoring is a result, not a crash
+            return self._failed(_reason(exc), metrics, details, start)
+        for metric in self.metrics:
+            try:
                 out = metric.fn(probe)
                 value = out.value if isinstance(out, Measured) else float(out)
                 if isinstance(out, Measured):
@@ -154,16 +161,21 @@ class Scorer:
                 if not math.isfinite(value):
                     raise MetricFailure(f"{metric.name} is {value}")
                 metrics[metric.name] = value
-        except MetricFailure as exc:
-            return self._failed(f"{exc}", metrics, details, start)
-        except Exception as exc:  # an architecture that breaks scoring is a result, not a crash
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            place = f"{where.filename.rsplit('/', 1)[-1]}:{where.lineno}"
-            reason = f"{type(exc).__name__}: {exc} (at {place})"
-            return self._failed(reason, metrics, details, start)
+            except MetricFailure as exc:
+                reasons.append(str(exc))
+            except Exception as exc:  # recorded with its reason, never a NaN row
+                reasons.append(_reason(exc))
+        if reasons:
+            return self._failed("; ".join(reasons), metrics, details, start)
         return Evaluation("ok", metrics, details, None, time.perf_counter() - start)
 
     @staticmethod
     def _failed(reason: str, metrics: dict, details: dict, start: float) -> Evaluation:
         finite = {k: v for k, v in metrics.items() if math.isfinite(v)}
         return Evaluation("failed", finite, details, reason, time.perf_counter() - start)
+
+
+def _reason(exc: Exception) -> str:
+    where = traceback.extract_tb(exc.__traceback__)[-1]
+    place = f"{where.filename.rsplit('/', 1)[-1]}:{where.lineno}"
+    return f"{type(exc).__name__}: {exc} (at {place})"

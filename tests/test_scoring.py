@@ -164,3 +164,21 @@ def test_scorer_batch_comes_from_the_corpus() -> None:
     assert scorer.tokens.shape == (TINY["bptt"], TINY["batch_size"])
     assert scorer.tokens.dtype == torch.long
     assert scorer.sizes.vocab_size == 40
+
+
+def test_a_failing_metric_does_not_stop_the_metrics_after_it(temp_metric) -> None:
+    def undefined(probe):
+        raise MetricFailure("undefined for this cell")
+
+    def boom(probe):
+        return 1 / 0
+
+    first = temp_metric("test_undefined_first", undefined)
+    second = temp_metric("test_boom_second", boom)
+    evaluation = scorer_for(first, "hidden_cov", second, "params").score(candidate())
+    assert evaluation.status == "failed"
+    assert "undefined for this cell" in evaluation.error
+    assert "ZeroDivisionError" in evaluation.error
+    # The metrics after each failure were still measured, with the values they have alone.
+    alone = scorer_for("hidden_cov", "params").score(candidate())
+    assert evaluation.metrics == alone.metrics
