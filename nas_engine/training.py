@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -460,7 +461,8 @@ def train_architecture(
 
     Bad input (an invalid cell, recipe or corpus; a device that is absent; nothing to resume)
     raises :class:`TrainingConfigError` or :class:`~search_spaces.rnn.RecipeError`; a run that
-    diverges (non-finite loss) or runs out of memory returns a failed outcome with the reason.
+    diverges (non-finite loss), runs out of memory or raises while training returns a failed
+    outcome with the reason (so one cell never stops a batch of runs); Ctrl-C propagates.
     """
     started = time.perf_counter()
     cell = _as_recipe(arch_record)
@@ -556,6 +558,12 @@ def train_architecture(
     except torch.OutOfMemoryError as exc:
         train_seconds = done_seconds + time.perf_counter() - train_started
         error = f"out of memory: {str(exc).splitlines()[0]}"
+        valid_loss = test_loss = None
+    except Exception as exc:  # a cell that breaks training is an outcome, not a crash
+        train_seconds = done_seconds + time.perf_counter() - train_started
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        place = f"{where.filename.rsplit('/', 1)[-1]}:{where.lineno}"
+        error = f"{type(exc).__name__}: {exc} (at {place})"
         valid_loss = test_loss = None
     per_epoch = len(starts)
 

@@ -170,6 +170,16 @@ def test_divergence_is_a_failed_outcome(tmp_path):
     assert out.to_dict()["valid_loss"] is None
 
 
+def test_an_error_while_training_is_a_failed_outcome_with_the_place():
+    def broken(step: int, total: int, loss: float) -> None:
+        if step == 3:
+            raise ValueError("progress display broke")
+
+    out = train_architecture(preset("rnn").to_dict(), SIZES, cyclic_corpus(), TINY, progress=broken)
+    assert out.status == "failed" and out.steps == 3
+    assert out.error.startswith("ValueError: progress display broke (at test_training.py:")
+
+
 def test_checkpoint_round_trip_gives_the_same_loss(tmp_path):
     corpus = cyclic_corpus()
     path = tmp_path / "checkpoint.pt"
