@@ -87,8 +87,8 @@ def test_presets() -> None:
 
 
 def test_space_registry() -> None:
-    assert space_names() == ["rnn"]
-    with pytest.raises(KeyError, match="known: rnn"):
+    assert space_names() == ["rnn", "bert"]
+    with pytest.raises(KeyError, match="known: rnn, bert"):
         get_space("cnn")
 
 
