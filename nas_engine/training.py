@@ -264,7 +264,9 @@ class TrainingOutcome:
 
 
 # ---------------------------------------------------------------------- regularisation
-def _locked_mask(like: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor | None:
+def locked_dropout_mask(
+    like: torch.Tensor, p: float, generator: torch.Generator
+) -> torch.Tensor | None:
     """A (1, B, F) keep-mask scaled by 1/(1-p): the same units dropped at every step."""
     if p == 0:
         return None
@@ -338,7 +340,7 @@ def forward(
         keep.bernoulli_(1 - recipe.dropout_embedding, generator=generator)
         weight = weight * keep / (1 - recipe.dropout_embedding)
     h = F.embedding(tokens, weight)
-    if train and (mask := _locked_mask(h, recipe.dropout_input, generator)) is not None:
+    if train and (mask := locked_dropout_mask(h, recipe.dropout_input, generator)) is not None:
         h = h * mask
     new_state = []
     last = len(model.layers) - 1
@@ -348,7 +350,7 @@ def forward(
         raw = h
         if train:
             p = recipe.dropout_hidden if index < last else recipe.dropout_output
-            if (mask := _locked_mask(h, p, generator)) is not None:
+            if (mask := locked_dropout_mask(h, p, generator)) is not None:
                 h = h * mask
     penalty = h.new_zeros(())
     if train:

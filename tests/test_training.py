@@ -24,7 +24,9 @@ from nas_engine.training import (
     TrainingRecipe,
     build_model,
     evaluate,
+    forward,
     load_checkpoint,
+    locked_dropout_mask,
     prepare_data,
     train_architecture,
     weight_drop,
@@ -296,6 +298,45 @@ def test_weight_drop_masks_only_the_recurrent_columns():
     assert linear.weight is original
     fresh = build_model(preset("rnn"), replace(SIZES, vocab_size=12), 0)
     assert set(model.state_dict()) == set(fresh.state_dict())
+
+
+def test_ar_tar_penalty_by_hand_and_no_dropout_in_eval():
+    model = build_model(preset("gru"), replace(SIZES, vocab_size=12), 0)
+    tokens = torch.randint(0, 12, (6, 3), generator=torch.Generator().manual_seed(1))
+    plain = replace(
+        TINY, dropout_output=0.0, dropout_hidden=0.0, dropout_input=0.0, alpha=2.0, beta=1.0
+    )
+    gen = torch.Generator().manual_seed(0)
+    logits, _, penalty = forward(model.train(), tokens, None, plain, gen)
+    with torch.no_grad():
+        h = model.run_layers(model.encoder(tokens)).output  # last layer's output, (T, B, E)
+        expected = 2.0 * h.pow(2).mean() + 1.0 * (h[1:] - h[:-1]).pow(2).mean()
+        reference, _ = model(tokens)
+    assert penalty.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert torch.allclose(logits, reference, atol=1e-6)
+    # In eval mode the recipe's dropouts and penalties are off: the plain model's logits.
+    logits, _, penalty = forward(model.eval(), tokens, None, TINY, gen)
+    assert torch.allclose(logits, reference, atol=1e-6) and penalty.item() == 0.0
+
+
+def test_locked_dropout_drops_the_same_units_at_every_step():
+    model = build_model(preset("rnn"), replace(SIZES, vocab_size=12), 0).train()
+    tokens = torch.zeros(8, 5, dtype=torch.long)  # the same token everywhere
+    only_input = replace(
+        TINY, dropout_output=0.0, dropout_hidden=0.0, dropout_input=0.5, alpha=0.0, beta=0.0
+    )
+    with torch.no_grad():
+        e = model.encoder(tokens)
+        gen = torch.Generator().manual_seed(3)
+        dropped = e * locked_dropout_mask(e, 0.5, gen)
+    assert torch.equal(dropped[0], dropped[7])  # one mask for all steps of a sequence
+    ratio = set((dropped / e).unique().tolist())
+    assert ratio == {0.0, 2.0}
+    # forward applies that same mask (same generator state) before the layers.
+    with torch.no_grad():
+        logits, _, _ = forward(model, tokens, None, only_input, torch.Generator().manual_seed(3))
+        expected = model.forward_from_embeddings(dropped)
+    assert torch.allclose(logits, expected, atol=1e-6)
 
 
 def test_arguments_and_outcome_travel_by_pickle():
