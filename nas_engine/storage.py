@@ -34,16 +34,8 @@ class RunStore:
             if self.results_path.exists():
                 raise RunFolderError(f"--out {str(self.root)!r} holds results of an unknown run")
             return
-        try:
-            previous = json.loads(self.config_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            raise RunFolderError(
-                f"--out {str(self.root)!r} holds an unreadable config.json"
-            ) from None
-        if previous != config:
-            changed = sorted(
-                k for k in set(previous) | set(config) if previous.get(k) != config.get(k)
-            )
+        changed = self._differences(config, "--out")
+        if changed:
             raise RunFolderError(
                 f"--out {str(self.root)!r} holds a different run (differs in: {', '.join(changed)})"
             )
@@ -53,20 +45,22 @@ class RunStore:
         """Raise unless the folder holds a run with these settings (``--resume``)."""
         if not self.config_path.exists():
             raise RunFolderError(f"--resume: {str(self.root)!r} holds no run to resume")
-        try:
-            previous = json.loads(self.config_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            raise RunFolderError(
-                f"--resume: {str(self.root)!r} holds an unreadable config.json"
-            ) from None
-        if previous != config:
-            changed = sorted(
-                k for k in set(previous) | set(config) if previous.get(k) != config.get(k)
-            )
+        changed = self._differences(config, "--resume:")
+        if changed:
             raise RunFolderError(
                 f"--resume: {str(self.root)!r} holds a run with other settings "
                 f"(differs in: {', '.join(changed)})"
             )
+
+    def _differences(self, config: dict, option: str) -> list[str]:
+        """The settings in which the folder's config.json differs from ``config``."""
+        try:
+            previous = json.loads(self.config_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            raise RunFolderError(
+                f"{option} {str(self.root)!r} holds an unreadable config.json"
+            ) from None
+        return sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
 
     def open(self, config: dict) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -35,17 +35,21 @@ def small_corpus(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def confirmed_run(tmp_path_factory, small_corpus: str) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("confirm") / "run"
-    config = SearchConfig(
+    outcome = run_search(confirmed_config(out, small_corpus))
+    return out, outcome.summary
+
+
+def confirmed_config(out: Path, corpus: str, resume: bool = False) -> SearchConfig:
+    return SearchConfig(
         budget=6,
         seed=4,
         out=str(out),
-        corpus=small_corpus,
+        corpus=corpus,
         confirm_top=3,
         confirm_steps=4,
+        resume=resume,
         **TINY,
     )
-    outcome = run_search(config)
-    return out, outcome.summary
 
 
 def test_the_top_k_are_trained_in_rank_order(confirmed_run) -> None:
@@ -77,18 +81,7 @@ def test_the_top_k_are_trained_in_rank_order(confirmed_run) -> None:
 def test_a_resumed_run_does_not_train_again(confirmed_run, small_corpus: str) -> None:
     out, summary = confirmed_run
     before = (out / "confirmed.jsonl").read_text()
-    again = run_search(
-        SearchConfig(
-            budget=6,
-            seed=4,
-            out=str(out),
-            corpus=small_corpus,
-            confirm_top=3,
-            confirm_steps=4,
-            resume=True,
-            **TINY,
-        )
-    )
+    again = run_search(confirmed_config(out, small_corpus, resume=True))
     assert (out / "confirmed.jsonl").read_text() == before
     assert again.summary["confirmation"]["table"] == summary["confirmation"]["table"]
 
