@@ -73,7 +73,7 @@ def choose(results: dict[str, dict]) -> tuple[str, str]:
     return min(fit, key=lambda k: ok[k]["seconds_per_arch_median"]), rule
 
 
-def plot(results: dict[str, dict], chosen: str, path: Path, device: str) -> None:
+def plot(results: dict[str, dict], chosen: str, path: Path, where: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,7 +93,7 @@ def plot(results: dict[str, dict], chosen: str, path: Path, device: str) -> None
             xytext=(4, 3),
         )
     ax.set_xscale("log")
-    ax.set_xlabel(f"seconds per architecture ({device}, median; model build + forward + metric)")
+    ax.set_xlabel(f"seconds per architecture ({where}, median; build + forward + metric)")
     ax.set_ylabel(f"|Kendall tau| of {METRIC} with trained test loss")
     ax.set_title(f"{METRIC}: cost against ranking quality (red: --fast)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
@@ -266,7 +266,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     json_path, png_path = args.out / f"{args.out_name}.json", args.out / f"{args.out_name}.png"
     json_path.write_text(json.dumps(out, indent=2) + "\n")
-    plot(results, chosen, png_path, args.device)
+    where = args.device + (
+        f", CPU seconds, {torch.get_num_threads()} thread(s)" if args.clock == "cpu" else ""
+    )
+    plot(results, chosen, png_path, where)
     print(f"saved {json_path} and {png_path}")
 
 
