@@ -159,6 +159,9 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    warm_up = Candidate("", json.loads(logs[0].recipe_json))
+    for scorer in scorers.values():  # first-call costs (lazy imports, allocations) untimed
+        scorer.score(warm_up)
     load_before = os.getloadavg()[0]
     rows: dict[tuple[str, int], list[dict]] = {key: [] for key in scorers}
     for i, log in enumerate(logs):
