@@ -236,7 +236,7 @@ def main() -> None:
                 "n",
                 "failed",
             ):
-                r[field] = old[field]
+                r[field] = old.get(field)  # a single-seed run has no spread
             r["taus_from"] = str(args.taus_from)
             r["timed_logs"] = len(logs)
     chosen, rule = choose(results)
