@@ -16,9 +16,10 @@ engine's fast mode sizes), PTB test input, seed 0:
 
 Engine and baseline alternate architecture by architecture after one untimed warm-up of each,
 so load from other work on the machine falls on both alike; run it 2-3 times. Other metrics
-(``--metric all``: the whole RNN suite, or a comma list) time the engine only (the baseline
-fields are null). ``--forward`` also times the first layer's forward alone, compiled against
-the interpreted path (the graph walked at every step), on the same architectures.
+(``--metric all``: the whole training-free RNN suite, or a comma list) time the engine only
+(the baseline fields are null). ``--forward`` also times the first layer's forward alone,
+compiled against the interpreted path (the graph walked at every step), on the same
+architectures.
 
 Prints the per-architecture table and a summary, and saves JSON with ``engine_archs_per_s``,
 ``baseline_archs_per_s``, ``speedup`` (their ratio), ``device``, ``n`` and the details.
@@ -49,7 +50,7 @@ from bench_hidden_cov import (  # noqa: E402  (the baseline lives there)
 from nas_engine.batched import BatchedScorer  # noqa: E402
 from nas_engine.config import FAST_SIZES  # noqa: E402
 from nas_engine.corpus import first_batch, load_corpus  # noqa: E402
-from nas_engine.metrics import metric_names  # noqa: E402
+from nas_engine.metrics import get_metric, metric_names  # noqa: E402
 from nas_engine.result import Candidate  # noqa: E402
 from nas_engine.scoring import ScoringSetup  # noqa: E402
 from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel  # noqa: E402
@@ -133,8 +134,8 @@ def main() -> None:
         sys.exit(f"error: PTB corpus not found at {args.corpus} (need test.txt; pass --corpus)")
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("error: --device cuda but no CUDA device is available")
-    if args.metric == "all":
-        metrics = tuple(metric_names("rnn"))
+    if args.metric == "all":  # the training-free suite: not the trained proxy
+        metrics = tuple(n for n in metric_names("rnn") if "training" not in get_metric(n).needs)
     else:
         metrics = tuple(args.metric.split(","))
     with_baseline = metrics == ("hidden_cov",)
