@@ -109,17 +109,21 @@ class CellProgram:
                 width = cell.input_size if name == "x" else cell.hidden_size
                 columns[node, name] = slice(start, start + width)
                 start += width
-        linear = dict(zip(cell.linear_nodes, cell.linears, strict=True))
+        # Each weight is read once: a parametrised weight (DropConnect while training) is
+        # then computed, and its mask drawn, once per sequence.
+        linears = dict(zip(cell.linear_nodes, cell.linears, strict=True))
+        weight = {n: linears[n].weight for n in self.linear_nodes}
+        bias = {n: linears[n].bias for n in self.linear_nodes}
         x_weight = x_bias = None
         if self.x_readers:
-            x_weight = torch.cat([linear[n].weight[:, columns[n, "x"]] for n in self.x_readers])
-            x_bias = torch.cat([linear[n].bias for n in self.x_readers])
+            x_weight = torch.cat([weight[n][:, columns[n, "x"]] for n in self.x_readers])
+            x_bias = torch.cat([bias[n] for n in self.x_readers])
         # Transposed views of row-stacked blocks: MKL reads them as well as contiguous ones.
         source_weights = tuple(
-            torch.cat([linear[n].weight[:, columns[n, s]] for n in readers]).t()
+            torch.cat([weight[n][:, columns[n, s]] for n in readers]).t()
             for s, readers in self.sources
         )
-        plain = tuple(linear[n].bias for n in self.plain_nodes)
+        plain = tuple(bias[n] for n in self.plain_nodes)
         return CellWeights(x_weight, x_bias, source_weights, plain)
 
     def project(self, weights: CellWeights, x: torch.Tensor) -> torch.Tensor | None:
