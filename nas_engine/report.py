@@ -13,9 +13,11 @@ from .fitness import Fitness
 from .result import Result
 
 
-def top_table(results: list[Result], k: int, fitness: Fitness | None = None) -> pd.DataFrame:
+def top_table(
+    results: list[Result], k: int, fitness: Fitness | None = None, space: str = "rnn"
+) -> pd.DataFrame:
     """The top ``k``: final fitness (see :func:`ranking`), then each fitness component's value,
-    then the other recorded metrics."""
+    then the other recorded metrics (and, for RNN cells, their number of nodes)."""
     first = fitness.metric_names if fitness is not None else ()
     rows = []
     for rank, (r, final) in enumerate(ranking(results, fitness)[:k], start=1):
@@ -26,7 +28,7 @@ def top_table(results: list[Result], k: int, fitness: Fitness | None = None) -> 
                 "fitness": final,
                 **{name: r.metrics[name] for name in first},
                 **{name: v for name, v in r.metrics.items() if name not in first},
-                "nodes": len(r.arch),
+                **({"nodes": len(r.arch)} if space == "rnn" else {}),
                 "origin": r.origin.split(":")[0],
                 "seconds": r.seconds,
             }
@@ -78,7 +80,7 @@ def run_with_progress(config: SearchConfig, progress: bool = True) -> int:
     )
     if outcome.fitness is not None and outcome.fitness.is_ensemble:
         print(f"fitness {outcome.fitness.name}: rank-based ensemble, against all ok results")
-    table = top_table(outcome.results, config.top_k, outcome.fitness)
+    table = top_table(outcome.results, config.top_k, outcome.fitness, config.space)
     if len(table):
         with pd.option_context("display.width", 200, "display.max_columns", 20):
             print(table.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
