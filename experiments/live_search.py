@@ -119,9 +119,10 @@ def run_presets(base: dict, args: argparse.Namespace) -> list[dict]:
 
 
 def markdown(report: dict) -> str:
+    top = report["settings"]["top"]
     head = (
         "| method | evaluated (failed) | search s | confirmation training s | compute s | "
-        "best test ppl | median top-5 test ppl | tau fitness vs loss (top 5) |\n"
+        f"best test ppl | median top-{top} test ppl | tau fitness vs loss (top {top}) |\n"
         "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
     )
     lines = [
