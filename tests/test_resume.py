@@ -17,9 +17,9 @@ import nas_engine
 from nas_engine import ConfigError
 from nas_engine.storage import RunStore
 
-# Slow enough (tens of ms per architecture) that a kill lands mid-run; an ensemble fitness so
+# Slow enough (about 0.1 s per architecture) that a kill lands mid-run; an ensemble fitness so
 # that the restored standings matter (its recorded value depends on the results before it).
-BUDGET = 40
+BUDGET = 60
 SEARCH = [
     "--strategy",
     "evolution",
@@ -34,13 +34,13 @@ SEARCH = [
     "--seed",
     "3",
     "--hidden-size",
-    "160",
+    "480",
     "--embedding-size",
-    "96",
+    "200",
     "--batch-size",
-    "16",
+    "32",
     "--bptt",
-    "30",
+    "50",
     "--layers",
     "1",
     "--no-progress",
