@@ -66,7 +66,14 @@ def start_search(out: Path, *extra: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # A shell's background job inherits SIGINT ignored, and Python then keeps ignoring
+        # it: give the run the default disposition, as a terminal's Ctrl-C would find it.
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def stop_after(proc: subprocess.Popen, out: Path, results: int, sig: int) -> None:
