@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from .batched import BatchedScorer
 from .corpus import Corpus
 from .result import Candidate, Evaluation
 from .scoring import Scorer, ScoringSetup
@@ -129,7 +130,7 @@ class InProcessExecutor(Executor):
         self._scorer: Scorer | None = None
 
     def start(self, setup: ScoringSetup, corpus: Corpus | None = None) -> None:
-        self._scorer = Scorer(setup, corpus)
+        self._scorer = BatchedScorer(setup, corpus)  # the seed's embedding drawn once
 
     @property
     def scorer(self) -> Scorer:
@@ -171,7 +172,7 @@ class ScoringWorker:
     """One Ray actor: builds its :class:`Scorer` (and so the input batch) once, then scores."""
 
     def __init__(self, setup: ScoringSetup, corpus: Corpus | None) -> None:
-        self.scorer = Scorer(setup, corpus)
+        self.scorer = BatchedScorer(setup, corpus)
 
     def pid(self) -> int:
         return os.getpid()
