@@ -421,18 +421,7 @@ def benchmark_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="a zip of logs or a folder of the benchmark's JSON files",
     )
-    nb.add_argument(
-        "--corpus",
-        default=None,
-        metavar="PATH",
-        help="text scored as input (folder or file); default: the embedded synthetic corpus",
-    )
-    nb.add_argument(
-        "--split",
-        choices=("train", "valid", "test"),
-        default="test",
-        help="corpus split whose first batch is scored (default: %(default)s)",
-    )
+    _add_benchmark_input_options(nb, "first batch is")
     nb.add_argument(
         "--metrics",
         default="hidden_cov,params",
@@ -458,6 +447,21 @@ def benchmark_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_benchmark_input_options(nb: argparse.ArgumentParser, what: str) -> None:
+    nb.add_argument(
+        "--corpus",
+        default=None,
+        metavar="PATH",
+        help="text scored as input (folder or file); default: the embedded synthetic corpus",
+    )
+    nb.add_argument(
+        "--split",
+        choices=("train", "valid", "test"),
+        default="test",
+        help=f"corpus split whose {what} scored (default: %(default)s)",
+    )
+
+
 def add_nbbert_parser(sub: argparse._SubParsersAction) -> None:
     nb = sub.add_parser(
         "nbbert",
@@ -472,18 +476,7 @@ def add_nbbert_parser(sub: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="the benchmark's JSON",
     )
-    nb.add_argument(
-        "--corpus",
-        default=None,
-        metavar="PATH",
-        help="text scored as input (folder or file); default: the embedded synthetic corpus",
-    )
-    nb.add_argument(
-        "--split",
-        choices=("train", "valid", "test"),
-        default="test",
-        help="corpus split whose first tokens are scored (default: %(default)s)",
-    )
+    _add_benchmark_input_options(nb, "first tokens are")
     nb.add_argument(
         "--metrics",
         default="head_confidence,params,nonembedding_params",
