@@ -27,6 +27,7 @@ from .config import ConfigError
 from .corpus import Corpus, CorpusError, embedded_corpus, load_corpus
 from .metrics import metric_names
 from .nbnlp import correlations, scatter_plots
+from .nbnlp_report import print_correlations
 from .result import Candidate
 from .scoring import Scorer, ScoringSetup, resolve_device
 
@@ -222,19 +223,5 @@ def run_nbbert(args: argparse.Namespace) -> int:
     }
     (out / "run.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
     plots = scatter_plots(scores, corr, out, target=TARGET)
-    table = pd.DataFrame(
-        [
-            {
-                "metric": m,
-                "n": c["n"],
-                "failed": c["failed"],
-                "kendall_tau": c["kendall_tau"],
-                "spearman_rho": c["spearman_rho"],
-                "seconds_per_arch": c["seconds_per_arch"],
-            }
-            for m, c in corr.items()
-        ]
-    )
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    print(f"wrote {out / 'correlations.json'}, {out / 'scores.csv'} and {len(plots)} plots")
+    print_correlations(corr, out, len(plots))
     return 0

@@ -85,7 +85,12 @@ def run_nbnlp(args: argparse.Namespace) -> int:
     }
     (out / "run.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
     plots = scatter_plots(scores, corr, out)
+    print_correlations(corr, out, len(plots))
+    return 0
 
+
+def print_correlations(corr: dict, out: Path, plots: int) -> None:
+    """The benchmark table (metric, n, failed, tau, rho, seconds) and where the files went."""
     table = pd.DataFrame(
         [
             {
@@ -100,5 +105,4 @@ def run_nbnlp(args: argparse.Namespace) -> int:
         ]
     )
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    print(f"wrote {out / 'correlations.json'}, {out / 'scores.csv'} and {len(plots)} plots")
-    return 0
+    print(f"wrote {out / 'correlations.json'}, {out / 'scores.csv'} and {plots} plots")
