@@ -66,7 +66,8 @@ def suite_seconds(logs, corpus: Corpus, settings: BenchmarkSettings, n: int) -> 
 
 
 def taus(logs, corpus: Corpus, settings: BenchmarkSettings) -> dict[str, float | None]:
-    corr = correlations(score_logs(logs, corpus, settings), settings.metrics)
+    # Only the taus are needed here, so the metrics share one probe (the same values).
+    corr = correlations(score_logs(logs, corpus, settings, shared_probe=True), settings.metrics)
     return {m: c["kendall_tau"] for m, c in corr.items()}
 
 
@@ -118,6 +119,11 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--suite-n", type=int, default=40, help="logs timed for the suite")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--ablations-only",
+        action="store_true",
+        help="skip the main table, its scatter grid and the suite timing (for an ablation run)",
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "out" / "metric_report"))
     args = parser.parse_args()
     for path in (args.logs, args.ptb):
@@ -133,48 +139,62 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     started = time.perf_counter()
-    scores = score_logs(logs, ptb, settings)
-    corr = correlations(scores, metrics)
-    scores.to_csv(out / "scores.csv", index=False)
-    scatter_grid(scores, corr, out / "scatter_grid.png")
     report: dict = {
-        "logs_ok": int(len(scores)),
+        "logs_ok": sum(1 for log in logs if log.ok),
         "sizes": args.sizes,
         "settings": {k: v for k, v in settings.__dict__.items()},
         "device": args.device,
         "torch_threads": torch.get_num_threads(),
-        "correlations": corr,
-        "suite_seconds_per_arch": suite_seconds(logs, ptb, settings, args.suite_n),
+        "correlations": {},
+        "suite_seconds_per_arch": None,
         "ablations": {},
     }
-    print(f"{'metric':<26}{'tau':>8}{'rho':>8}{'n':>5}{'fail':>5}{'s/arch':>8}")
-    for m, c in corr.items():
-        tau = "nan" if c["kendall_tau"] is None else f"{c['kendall_tau']:+.3f}"
-        rho = "nan" if c["spearman_rho"] is None else f"{c['spearman_rho']:+.3f}"
-        print(f"{m:<26}{tau:>8}{rho:>8}{c['n']:>5}{c['failed']:>5}{c['seconds_per_arch']:>8.3f}")
-    print(f"whole suite: {report['suite_seconds_per_arch']:.3f} s/arch")
+    if not args.ablations_only:
+        scores = score_logs(logs, ptb, settings)
+        scores.to_csv(out / "scores.csv", index=False)
+        report["logs_ok"] = int(len(scores))
+        report["correlations"] = corr = correlations(scores, metrics)
+        scatter_grid(scores, corr, out / "scatter_grid.png")
+        report["suite_seconds_per_arch"] = suite_seconds(logs, ptb, settings, args.suite_n)
+        print(f"{'metric':<26}{'tau':>8}{'rho':>8}{'n':>5}{'fail':>5}{'s/arch':>8}")
+        for m, c in corr.items():
+            tau = "nan" if c["kendall_tau"] is None else f"{c['kendall_tau']:+.3f}"
+            rho = "nan" if c["spearman_rho"] is None else f"{c['spearman_rho']:+.3f}"
+            print(
+                f"{m:<26}{tau:>8}{rho:>8}{c['n']:>5}{c['failed']:>5}{c['seconds_per_arch']:>8.3f}"
+            )
+        print(f"whole suite: {report['suite_seconds_per_arch']:.3f} s/arch")
 
     ablation_metrics = tuple(args.ablation_metrics.split(",")) if args.ablation_metrics else metrics
     ab_settings = replace(settings, metrics=ablation_metrics)
     wanted = [a for a in args.ablations.split(",") if a]
+
+    def save() -> None:  # after every run, so a long ablation loses nothing when stopped
+        (out / "metric_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+    def repeated(kind: str, run) -> None:
+        runs = []
+        for i in range(args.repeats):
+            runs.append(run(i))
+            report["ablations"][kind] = {
+                m: {**mean_std([r[m] for r in runs]), "taus": [r[m] for r in runs]}
+                for m in ablation_metrics
+            }
+            save()
+            print(f"{kind} {i + 1}/{args.repeats} done", flush=True)
+
     if "batches" in wanted:
         step = ab_settings.batch_size * ab_settings.bptt
-        runs = [
-            taus(logs, shifted(ptb, "test", i * step), ab_settings) for i in range(args.repeats)
-        ]
-        report["ablations"]["batches"] = {
-            m: mean_std([r[m] for r in runs]) for m in ablation_metrics
-        }
+        repeated("batches", lambda i: taus(logs, shifted(ptb, "test", i * step), ab_settings))
     if "seeds" in wanted:
-        runs = [taus(logs, ptb, replace(ab_settings, seed=s)) for s in range(args.repeats)]
-        report["ablations"]["seeds"] = {m: mean_std([r[m] for r in runs]) for m in ablation_metrics}
+        repeated("seeds", lambda i: taus(logs, ptb, replace(ab_settings, seed=i)))
     if "corpus" in wanted:
         report["ablations"]["corpus"] = {
             "ptb_test": taus(logs, ptb, ab_settings),
             "embedded": taus(logs, embedded_corpus(), ab_settings),
         }
     report["total_seconds"] = round(time.perf_counter() - started, 1)
-    (out / "metric_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    save()
     (out / "metric_report.md").write_text(markdown(report))
     print(f"wrote {out / 'metric_report.json'}, .md and scatter_grid.png")
     return 0

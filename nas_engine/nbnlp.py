@@ -131,17 +131,23 @@ def score_logs(
     corpus: Corpus,
     settings: BenchmarkSettings,
     on_progress: Callable[[], None] | None = None,
+    shared_probe: bool = False,
 ) -> pd.DataFrame:
     """One row per OK log: the final test loss and, per metric, its value (NaN when it
     failed), its error and its seconds. Each metric is scored on its own, so its seconds are
-    what that metric alone costs (model build, passes and computation)."""
+    what that metric alone costs (model build, passes and computation). With
+    ``shared_probe`` all metrics are scored on one probe per log, sharing its passes (several
+    times cheaper for a whole suite, as a search scores it); the values are the same, and
+    each metric's seconds are then the whole probe's."""
     scorers: dict[ScoringSetup, Scorer] = {}
 
-    def scorer_for(log: TrainingLog, metric: str) -> Scorer:
-        setup = settings.setup_for(log, (metric,))
+    def scorer_for(log: TrainingLog, metrics: tuple[str, ...]) -> Scorer:
+        setup = settings.setup_for(log, metrics)
         if setup not in scorers:
             scorers[setup] = Scorer(setup, corpus)
         return scorers[setup]
+
+    groups = [settings.metrics] if shared_probe else [(m,) for m in settings.metrics]
 
     rows = []
     for log in logs:
@@ -153,11 +159,13 @@ def score_logs(
             "num_params": log.num_params,
             "test_loss": log.final_test_loss,
         }
-        for metric in settings.metrics:
-            evaluation = scorer_for(log, metric).score(Candidate("", recipe))
-            row[metric] = evaluation.metrics.get(metric, math.nan)
-            row[f"{metric}_error"] = evaluation.error or ""
-            row[f"{metric}_seconds"] = evaluation.seconds
+        for group in groups:
+            evaluation = scorer_for(log, group).score(Candidate("", recipe))
+            for metric in group:
+                measured = metric in evaluation.metrics
+                row[metric] = evaluation.metrics[metric] if measured else math.nan
+                row[f"{metric}_error"] = "" if measured else (evaluation.error or "")
+                row[f"{metric}_seconds"] = evaluation.seconds
             row.update({k: v for k, v in evaluation.details.items()})
         rows.append(row)
         if on_progress is not None:

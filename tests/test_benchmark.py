@@ -114,3 +114,30 @@ def test_nbnlp_bad_input(log_folder: Path, tmp_path: Path, args: list[str], need
 def test_nbnlp_missing_logs(tmp_path: Path) -> None:
     proc = run_benchmark("nbnlp", "--logs", str(tmp_path / "none.zip"), *TINY)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_shared_probe_gives_the_per_metric_values(log_folder: Path) -> None:
+    """One probe for all metrics (the ablations' mode) measures what each metric measures on
+    a probe of its own, including which metric fails and why."""
+    from helpers import token_corpus
+
+    from nas_engine.nbnlp import BenchmarkSettings, score_logs
+
+    logs = read_logs(log_folder)
+    settings = BenchmarkSettings(
+        metrics=("hidden_cov", "jacob_cov", "activation_distance", "params"),
+        embedding_size=8,
+        hidden_size=16,
+        batch_size=4,
+        bptt=6,
+    )
+    corpus = token_corpus()
+    alone = score_logs(logs, corpus, settings)
+    shared = score_logs(logs, corpus, settings, shared_probe=True)
+    assert len(alone) == len(shared) == 7
+    for metric in settings.metrics:
+        np.testing.assert_allclose(shared[metric], alone[metric], rtol=1e-6, equal_nan=True)
+        failed = alone[metric].isna()
+        assert (shared[f"{metric}_error"] != "").tolist() == failed.tolist()
+    # Every metric of a shared row carries the one probe's seconds.
+    assert (shared["hidden_cov_seconds"] == shared["params_seconds"]).all()
