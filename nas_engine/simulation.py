@@ -26,6 +26,15 @@ no longer fits: a partly paid architecture gives nothing):
   the budget (the whole pool if that allows), rank the scored architectures by fitness, train
   the top k for E epochs in fitness order with what is left, choose the lowest validation loss
   after E epochs among those finished. With nothing finished it keeps the fitness's choice.
+* :class:`SuccessiveHalving`: :class:`TwoStage`'s scoring and first stage (the top k1 by
+  fitness, one epoch each), then a second stage with what is left: the k2 lowest epoch-1
+  validation losses among those trained continue to epoch E (paying epochs 2..E, lowest
+  epoch-1 loss first); choose the lowest epoch-E validation loss among those continued (with
+  none continued, the lowest epoch-1 loss).
+* :class:`TwoStageBlend`: :class:`TwoStage` with a final choice that weighs the training-free
+  rank in: among those trained, the highest weighted mean of two mid-rank percentiles (the
+  engine's ensemble rule), the epoch-E validation loss (weight 1) and the fitness rank
+  (weight ``fitness_weight``); ties go to the better fitness.
 
 A method with nothing to choose from (budget below its first cost) falls back to the first
 architecture of the ordering, a random choice; :class:`Choice` records that fallback.
@@ -276,6 +285,39 @@ def _best_proxy(pool: Pool, candidates: np.ndarray, epochs: int) -> int:
     return int(candidates[int(np.argmin(np.where(np.isnan(losses), np.inf, losses)))])
 
 
+def _n_fitting(costs: np.ndarray, left: float) -> int:
+    """How many of ``costs``, paid in order, fit in ``left`` seconds (the same relative slack
+    as :meth:`Ordering.paid`)."""
+    cumulative = np.cumsum(costs)
+    return int(np.searchsorted(cumulative, left + 1e-12 * max(1.0, abs(left)), side="right"))
+
+
+@dataclass(frozen=True)
+class _Prefiltered:
+    """What the scoring stage shared by the multi-stage policies left: the top candidates by
+    fitness, best first, and what scoring cost."""
+
+    scored: int
+    spent: float
+    top: np.ndarray
+
+
+def _prefilter(
+    ordering: Ordering, fitness: Fitness, top_k: int, scoring_share: float, budget: float
+) -> _Prefiltered:
+    """Score in order within ``scoring_share`` of the budget; the top ``top_k`` by fitness."""
+    key = ("score", fitness.name)
+    n = ordering.paid(key, ordering.pool.scoring_cost(fitness), scoring_share * budget)
+    return _Prefiltered(n, ordering.spent(key, n), ordering.ranked(fitness, n)[:top_k])
+
+
+def _check_share(top_k: int, scoring_share: float) -> None:
+    if top_k < 1:
+        raise SimulationError(f"top_k must be at least 1, not {top_k}")
+    if not 0 < scoring_share <= 1:
+        raise SimulationError(f"scoring_share must be in (0, 1], not {scoring_share}")
+
+
 class Policy(Protocol):
     @property
     def name(self) -> str: ...
@@ -342,42 +384,133 @@ class TwoStage:
     scoring_share: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.top_k < 1:
-            raise SimulationError(f"top_k must be at least 1, not {self.top_k}")
-        if not 0 < self.scoring_share <= 1:
-            raise SimulationError(f"scoring_share must be in (0, 1], not {self.scoring_share}")
+        _check_share(self.top_k, self.scoring_share)
 
     @property
     def name(self) -> str:
         return f"two-stage, {self.fitness.name} -> top {self.top_k}, {self.epochs} ep"
 
     def choose(self, ordering: Ordering, budget: float) -> Choice:
-        pool = ordering.pool
-        score_key = ("score", self.fitness.name)
-        n_scored = ordering.paid(
-            score_key, pool.scoring_cost(self.fitness), self.scoring_share * budget
+        trained = _train_top(self, ordering, budget, self.epochs)
+        if isinstance(trained, Choice):
+            return trained
+        front, top, n_trained, spent = trained
+        index = _best_proxy(ordering.pool, top[:n_trained], self.epochs)
+        return Choice(self.name, budget, index, spent, front.scored, n_trained)
+
+
+def _train_top(
+    policy: TwoStage | SuccessiveHalving | TwoStageBlend,
+    ordering: Ordering,
+    budget: float,
+    epochs: int,
+) -> Choice | tuple[_Prefiltered, np.ndarray, int, float]:
+    """Scoring and first training stage shared by the multi-stage policies: the fallback
+    :class:`Choice` when nothing gets trained, else (scoring result, the top candidates, how
+    many of them were trained for ``epochs``, seconds spent so far)."""
+    front = _prefilter(ordering, policy.fitness, policy.top_k, policy.scoring_share, budget)
+    if len(front.top) == 0:
+        reason = "budget scores nothing" if front.scored == 0 else "no fitness among scored"
+        index = int(ordering.order[0])
+        return Choice(policy.name, budget, index, front.spent, front.scored, fallback=reason)
+    costs = ordering.pool.training_seconds(epochs)[front.top]
+    n_trained = _n_fitting(costs, budget - front.spent)
+    if n_trained == 0:
+        return Choice(
+            policy.name,
+            budget,
+            int(front.top[0]),
+            front.spent,
+            front.scored,
+            fallback="budget trains nothing; the fitness's choice",
         )
-        scoring_spent = ordering.spent(score_key, n_scored)
-        top = ordering.ranked(self.fitness, n_scored)[: self.top_k]
-        if len(top) == 0:
-            reason = "budget scores nothing" if n_scored == 0 else "no fitness among scored"
-            index = int(ordering.order[0])
-            return Choice(self.name, budget, index, scoring_spent, n_scored, fallback=reason)
-        train_cost = np.cumsum(pool.training_seconds(self.epochs)[top])
-        left = budget - scoring_spent
-        n_trained = int(np.searchsorted(train_cost, left + 1e-12 * max(1.0, left), side="right"))
-        if n_trained == 0:
-            return Choice(
-                self.name,
-                budget,
-                int(top[0]),
-                scoring_spent,
-                n_scored,
-                fallback="budget trains nothing; the fitness's choice",
-            )
-        index = _best_proxy(pool, top[:n_trained], self.epochs)
-        spent = scoring_spent + float(train_cost[n_trained - 1])
-        return Choice(self.name, budget, index, spent, n_scored, n_trained)
+    return front, front.top, n_trained, front.spent + float(costs[:n_trained].sum())
+
+
+@dataclass(frozen=True)
+class SuccessiveHalving:
+    """Pre-filter by fitness, train the top ``top_k`` one epoch, continue the ``keep`` best of
+    them to ``epochs`` epochs (a validation loss after more epochs ranks the final loss better,
+    and only the survivors pay for it)."""
+
+    fitness: Fitness
+    top_k: int
+    keep: int
+    epochs: int = 3
+    scoring_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check_share(self.top_k, self.scoring_share)
+        if not 1 <= self.keep <= self.top_k:
+            raise SimulationError(f"keep must be in 1..top_k ({self.top_k}), not {self.keep}")
+        if self.epochs < 2:
+            raise SimulationError(f"epochs must be at least 2, not {self.epochs}")
+
+    @property
+    def name(self) -> str:
+        return (
+            f"successive halving, {self.fitness.name} -> top {self.top_k}, 1 ep -> "
+            f"best {self.keep}, {self.epochs} ep"
+        )
+
+    def choose(self, ordering: Ordering, budget: float) -> Choice:
+        trained = _train_top(self, ordering, budget, 1)
+        if isinstance(trained, Choice):
+            return trained
+        front, top, n_trained, spent = trained
+        pool = ordering.pool
+        first = top[:n_trained]
+        loss = pool.proxy_loss(1)[first]
+        # Stable sort: equal epoch-1 losses keep the fitness order; NaN goes last.
+        survivors = first[np.argsort(np.where(np.isnan(loss), np.inf, loss), kind="stable")]
+        survivors = survivors[: self.keep]
+        more = pool.training_seconds(self.epochs)[survivors] - pool.training_seconds(1)[survivors]
+        n_more = _n_fitting(more, budget - spent)
+        if n_more == 0:
+            index = _best_proxy(pool, first, 1)
+            return Choice(self.name, budget, index, spent, front.scored, n_trained)
+        index = _best_proxy(pool, survivors[:n_more], self.epochs)
+        spent += float(more[:n_more].sum())
+        return Choice(self.name, budget, index, spent, front.scored, n_trained)
+
+
+@dataclass(frozen=True)
+class TwoStageBlend:
+    """:class:`TwoStage` whose final choice also trusts the training-free rank: the validation
+    loss after so few epochs is noisy, and the fitness is independent evidence."""
+
+    fitness: Fitness
+    epochs: int
+    top_k: int
+    fitness_weight: float
+    scoring_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check_share(self.top_k, self.scoring_share)
+        if not (0 <= self.fitness_weight < math.inf):
+            raise SimulationError(f"fitness_weight must be >= 0, not {self.fitness_weight}")
+
+    @property
+    def name(self) -> str:
+        return (
+            f"two-stage blend, {self.fitness.name} -> top {self.top_k}, {self.epochs} ep, "
+            f"fitness weight {self.fitness_weight:g}"
+        )
+
+    def choose(self, ordering: Ordering, budget: float) -> Choice:
+        trained = _train_top(self, ordering, budget, self.epochs)
+        if isinstance(trained, Choice):
+            return trained
+        front, top, n_trained, spent = trained
+        candidates = top[:n_trained]  # best fitness first
+        loss = ordering.pool.proxy_loss(self.epochs)[candidates]
+        # The weighted mean of mid-rank percentiles ((rank - 1/2) / n) orders the candidates as
+        # the weighted sum of their mid-ranks does; the sum keeps exact ties exact.
+        by_loss = stats.rankdata(-np.where(np.isnan(loss), np.inf, loss))
+        by_fitness = stats.rankdata(-np.arange(n_trained, dtype=float))
+        blend = by_loss + self.fitness_weight * by_fitness
+        index = int(candidates[int(np.argmax(blend))])  # argmax: the first (best fitness) on ties
+        return Choice(self.name, budget, index, spent, front.scored, n_trained)
 
 
 @dataclass(frozen=True)

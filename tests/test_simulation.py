@@ -22,9 +22,11 @@ from nas_engine.simulation import (
     Pool,
     RandomChoice,
     SimulationError,
+    SuccessiveHalving,
     TrainedProxy,
     TrainingFree,
     TwoStage,
+    TwoStageBlend,
     confidence_band,
     first_budget_reaching,
     log_budgets,
@@ -166,6 +168,82 @@ def test_two_stage_rejects_bad_settings():
         TwoStage(fitness("hidden_cov"), epochs=1, top_k=1, scoring_share=0)
 
 
+def test_successive_halving_continues_the_best_first_epochs():
+    # Budget 704, share 1/2: scoring all four costs 4 s; hidden_cov's top 3 are b, c, a; one
+    # epoch each (300 s, 400 s left). Epoch-1 losses b 6.0, c 5.0, a 5.5: the survivors in
+    # that order are c, a, b; the second epoch costs 100 s each, all three fit (300 of 400),
+    # and b has the lowest epoch-2 loss (4.2): regret 0, spent 4 + 300 + 300.
+    policy = SuccessiveHalving(fitness("hidden_cov"), top_k=3, keep=3, epochs=2)
+    choice = choose(policy, [0, 1, 2, 3], 704)
+    assert (choice.index, choice.scored, choice.trained, choice.spent) == (B, 4, 3, 604.0)
+    # Budget 600: 296 s left after the first stage pays c and a (200 s) but not b (a third
+    # 100 s would make 300): a partly paid b gives nothing, c (4.6) beats a (5.1).
+    short = choose(policy, [0, 1, 2, 3], 600)
+    assert (short.index, short.spent) == (C, 504.0)
+
+
+def test_successive_halving_prunes_on_the_first_epoch():
+    # keep 2: b has the worst epoch-1 loss of the three (6.0) and is dropped, whatever the
+    # budget, though it would have won after two epochs; c (4.6) beats a (5.1): regret 0.5.
+    policy = SuccessiveHalving(fitness("hidden_cov"), top_k=3, keep=2, epochs=2)
+    choice = choose(policy, [3, 2, 1, 0], 1e6)
+    assert (choice.index, choice.trained, choice.spent) == (C, 3, 504.0)
+
+
+def test_successive_halving_without_a_second_stage_is_two_stage():
+    # Budget 350: 4 s scoring, the top 3 one epoch (300 s), 46 s left continue nobody: the
+    # lowest epoch-1 loss, c, as TwoStage chooses.
+    policy = SuccessiveHalving(fitness("hidden_cov"), top_k=3, keep=2, epochs=2)
+    choice = choose(policy, [0, 1, 2, 3], 350)
+    assert (choice.index, choice.trained, choice.spent) == (C, 3, 304.0)
+    two = choose(TwoStage(fitness("hidden_cov"), epochs=1, top_k=3), [0, 1, 2, 3], 350)
+    assert (two.index, two.trained, two.spent) == (C, 3, 304.0)
+    # Budget 50: 46 s left after scoring trains nothing: the fitness's choice, b.
+    none = choose(policy, [0, 1, 2, 3], 50)
+    assert none.index == B and none.trained == 0 and none.fallback
+
+
+def test_successive_halving_rejects_bad_settings():
+    with pytest.raises(SimulationError, match="keep"):
+        SuccessiveHalving(fitness("hidden_cov"), top_k=2, keep=3)
+    with pytest.raises(SimulationError, match="epochs"):
+        SuccessiveHalving(fitness("hidden_cov"), top_k=2, keep=1, epochs=1)
+    with pytest.raises(SimulationError, match="top_k"):
+        SuccessiveHalving(fitness("hidden_cov"), top_k=0, keep=1)
+
+
+@pytest.mark.parametrize(("weight", "expected"), [(0, C), (1, C), (1.5, C), (2, B), (3, B)])
+def test_two_stage_blend_weighs_the_fitness_rank_in(weight, expected):
+    # Top 3 by hidden_cov b, c, a, one epoch each (budget 1e6 trains all three). Mid-ranks,
+    # higher is better: by epoch-1 loss (b 6.0, c 5.0, a 5.5) b 1, c 3, a 2; by fitness b 3,
+    # c 2, a 1. Blend = loss rank + weight * fitness rank: weight 1 gives b 4, c 5, a 3 -> c;
+    # weight 1.5: b 5.5, c 6 -> c; weight 2: b 7 = c 7, a tie going to the better fitness, b;
+    # weight 3: b 10, c 9 -> b. Weight 0 is TwoStage's choice.
+    policy = TwoStageBlend(fitness("hidden_cov"), epochs=1, top_k=3, fitness_weight=weight)
+    choice = choose(policy, [0, 1, 2, 3], 1e6)
+    assert (choice.index, choice.trained, choice.spent) == (expected, 3, 304.0)
+
+
+def test_two_stage_blend_never_prefers_a_missing_validation_loss():
+    # c's epoch-1 loss is missing: loss ranks b 2, c 1, a 3; fitness ranks b 3, c 2, a 1;
+    # weight 1: b 5, c 3, a 4 -> b; weight 0.5: b 3.5, c 2, a 3.5 -> b (the better fitness of
+    # the tie). With its 5.0, c would win both (weight 1: b 4, c 5; weight 0.5: b 2.5, c 4).
+    pool = tiny_pool()
+    val = pool.val_loss.copy()
+    val[C, 0] = math.nan
+    pool = Pool(
+        pool.names, pool.test_loss, val, pool.epoch_seconds, pool.metrics, pool.scoring_seconds
+    )
+    for weight in (0.5, 1):
+        policy = TwoStageBlend(fitness("hidden_cov"), epochs=1, top_k=3, fitness_weight=weight)
+        assert choose(policy, [0, 1, 2, 3], 1e6, pool).index == B
+
+
+def test_two_stage_blend_rejects_bad_settings():
+    with pytest.raises(SimulationError, match="fitness_weight"):
+        TwoStageBlend(fitness("hidden_cov"), epochs=1, top_k=2, fitness_weight=-1)
+
+
 def test_simulate_regret_over_orderings_and_budgets():
     orders = [[0, 1, 2, 3], [2, 3, 1, 0]]
     curves = simulate(tiny_pool(), [RandomChoice(), TrainedProxy(1)], orders, [100, 300])
@@ -271,6 +349,8 @@ def test_choices_stay_within_budget_and_regret_is_never_negative(test, budget, d
         TrainedProxy(3),
         TrainingFree(fitness("hidden_cov+params")),
         TwoStage(fitness("hidden_cov:2+params"), epochs=2, top_k=data.draw(st.integers(1, 4))),
+        SuccessiveHalving(fitness("hidden_cov"), top_k=3, keep=data.draw(st.integers(1, 3))),
+        TwoStageBlend(fitness("hidden_cov+params"), epochs=2, top_k=3, fitness_weight=1),
     ]
     for policy in policies:
         choice = policy.choose(ordering, budget)
