@@ -17,7 +17,7 @@ from helpers import token_corpus
 from torch.nn import functional as F
 
 from nas_engine.corpus import CorpusError, batchify, first_batch, windows
-from nas_engine.metrics import get_metric, metric_names
+from nas_engine.metrics import MetricFailure, get_metric, metric_names
 from nas_engine.probes import (
     NOISE_LEVELS,
     NTK_MINIBATCHES,
@@ -139,6 +139,9 @@ EXPECTED_DIRECTIONS = {
     "hidden_cov_l1": "higher",
     "hidden_cov_l2": "higher",
     "hidden_cov_l3": "higher",
+    "hidden_drift_l1": "lower",
+    "hidden_drift_l2": "lower",
+    "hidden_drift_l3": "lower",
     "params": "higher",
     "jacob_cov": "higher",
     "jacob_cosine": "higher",
@@ -514,6 +517,7 @@ def count_forwards(monkeypatch):
         (("grad_norm", "ntk_trace", "ntk_cond"), NTK_MINIBATCHES),
         (ALL, 1 + 4 + NTK_MINIBATCHES),  # saliency, 4 Jacobians, 10 loss gradients
         (("hidden_cov", "hidden_cov_l3", "activation_distance", "zen", "params"), 0),
+        (("hidden_cov", "hidden_cov_l3", "hidden_drift_l2", "activation_distance"), 0),
     ],
 )
 def test_passes_are_shared(metrics, backwards, count_grads, count_forwards) -> None:
@@ -521,8 +525,9 @@ def test_passes_are_shared(metrics, backwards, count_grads, count_forwards) -> N
     assert ev.status == "ok", ev.error
     assert len(count_grads) == backwards
     if backwards == 0:
-        # one forward for hidden_cov (layers 1 and 3) and the NASWOT codes, one for zen
-        assert count_forwards == ["run_layers", "run_layers"]
+        # one forward for hidden_cov, hidden_drift (any layer) and the NASWOT codes, one for zen
+        expected = ["run_layers", "run_layers"] if "zen" in metrics else ["run_layers"]
+        assert count_forwards == expected
 
 
 def test_synflow_parts_cost_only_what_they_need(count_grads) -> None:
@@ -657,3 +662,71 @@ def test_scorer_gives_the_probe_the_next_tokens() -> None:
     assert len(sc.minibatches) == NTK_MINIBATCHES
     assert torch.equal(sc.minibatches[0][0], inputs)
     assert torch.equal(sc.minibatches[0][1], targets)
+
+
+# ---------------------------------------------------------------------- hidden_drift
+def numpy_drift(states: np.ndarray) -> float:
+    """mean |h_t - h_(t-1)| over t = 2..T-1 / mean |h_t| over t = 1..T-1, written out as
+    loops over steps (states: (T, B, H), row 0 the zero initial state)."""
+    steps = states.shape[0]
+    moves = [np.abs(states[t] - states[t - 1]).mean() for t in range(2, steps)]
+    sizes = [np.abs(states[t]).mean() for t in range(1, steps)]
+    return float(np.mean(moves) / np.mean(sizes))
+
+
+@pytest.mark.parametrize("layer", [1, 2, 3])
+@pytest.mark.parametrize(("name", "recipe"), CELLS, ids=IDS)
+def test_hidden_drift_matches_step_by_step_reference(
+    name: str, recipe: Recipe, layer: int, float64_default
+) -> None:
+    model = reference_model(recipe)
+    tokens, _ = the_batch()
+    entering: list = []
+    with torch.no_grad():
+        step_stack(model, model.encoder.weight[tokens], entering_log=entering)
+    states = torch.stack(entering[(layer - 1) * T : layer * T]).numpy()  # (T, B, H_layer)
+    assert np.all(states[0] == 0)
+    expected = numpy_drift(states)
+    ev = score(recipe, f"hidden_drift_l{layer}")
+    assert ev.status == "ok", ev.error
+    assert ev.metrics[f"hidden_drift_l{layer}"] == pytest.approx(expected, rel=1e-9)
+
+
+class _FakeProbe:
+    def __init__(self, states: torch.Tensor) -> None:
+        self.states = states
+
+    def entering_states(self, layer: int) -> torch.Tensor:
+        return self.states
+
+
+def test_hidden_drift_is_relative_and_ignores_the_initial_state() -> None:
+    gen = torch.Generator().manual_seed(3)
+    states = torch.randn(6, 4, 5, generator=gen, dtype=torch.float64)
+    drift = get_metric("hidden_drift_l1").fn
+    base = drift(_FakeProbe(states))
+    assert drift(_FakeProbe(7.5 * states)) == pytest.approx(base, rel=1e-12)
+    other_start = states.clone()
+    other_start[0] = 100.0
+    assert drift(_FakeProbe(other_start)) == pytest.approx(base, rel=1e-12)
+    # A state that never moves after step 1 has no drift; one that flips sign every step has
+    # a drift of 2 (|h - (-h)| = 2|h|).
+    still = states[1:2].expand(6, 4, 5).clone()
+    assert drift(_FakeProbe(still)) == 0.0
+    signs = torch.tensor([(-1.0) ** t for t in range(6)], dtype=torch.float64)
+    flipping = states[1:2] * signs[:, None, None]
+    assert drift(_FakeProbe(flipping)) == pytest.approx(2.0, rel=1e-12)
+
+
+def test_hidden_drift_failures_have_reasons() -> None:
+    drift = get_metric("hidden_drift_l2").fn
+    with pytest.raises(MetricFailure, match="every state entering layer 2 is zero"):
+        drift(_FakeProbe(torch.zeros(5, 3, 4)))
+    with pytest.raises(MetricFailure, match=">= 3 steps"):
+        drift(_FakeProbe(torch.ones(2, 3, 4)))
+    poisoned = torch.ones(5, 3, 4)
+    poisoned[3, 1, 2] = float("inf")
+    with pytest.raises(MetricFailure, match="non-finite"):
+        drift(_FakeProbe(poisoned))
+    ev = scorer("hidden_drift_l1", bptt=2).score(Candidate(MIXED.key, MIXED.to_dict()))
+    assert ev.status == "failed" and ">= 3 steps" in ev.error

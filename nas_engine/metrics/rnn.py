@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from functools import partial
 
+import torch
+
 from .eig import eig_score
 from .registry import Measured, MetricFailure, register
 
@@ -27,6 +29,35 @@ for _layer in (1, 2, 3):
             "correlation between hidden units over all (sequence, step) states entering the cell"
         ),
     )(partial(hidden_cov, layer=_layer))
+
+
+def hidden_drift(probe, layer: int = 1) -> float:
+    """How far the state entering layer ``layer``'s cell moves per step, relative to its size:
+    mean |h_t - h_(t-1)| over t = 2..T-1 / mean |h_t| over t = 1..T-1 (units, sequences). The
+    zero initial state (t = 0) is left out: it is the same for every cell and would count the
+    state's size, not its movement."""
+    states = probe.entering_states(layer)  # (T, B, H)
+    if states.shape[0] < 3:
+        raise MetricFailure(f"hidden_drift needs >= 3 steps, got {states.shape[0]}")
+    if not states.isfinite().all():
+        raise MetricFailure(f"non-finite hidden state entering layer {layer}")
+    h = states[1:].to(torch.float64)
+    size = float(h.abs().mean())
+    if size == 0.0:
+        raise MetricFailure(f"every state entering layer {layer} is zero (no relative drift)")
+    return float((h[1:] - h[:-1]).abs().mean()) / size
+
+
+for _layer in (1, 2, 3):
+    register(
+        f"hidden_drift_l{_layer}",
+        direction="lower",
+        needs={f"entering_states:{_layer}"},
+        description=(
+            f"mean |h_t - h_t-1| / mean |h_t| of the states entering layer {_layer} (t >= 1); "
+            "lower: a slowly moving state; measured on half the logs, see fitness_search.py"
+        ),
+    )(partial(hidden_drift, layer=_layer))
 
 register(
     "hidden_cov",
