@@ -140,3 +140,28 @@ def test_fast_search_records_the_fast_sizes(tmp_path) -> None:
     for name in ("embedding_size", "hidden_size", "batch_size", "bptt"):
         assert f'"{name}": {getattr(FAST_SIZES, name)}' in flat, name
     assert '"layers": 2' in flat
+
+
+def _live_tensors() -> int:
+    import gc
+
+    gc.collect()
+    # type(), not isinstance(): the latter reads __class__, which warns on deprecated torch objects.
+    return sum(1 for obj in gc.get_objects() if issubclass(type(obj), torch.Tensor))
+
+
+def test_scoring_many_candidates_keeps_nothing_alive() -> None:
+    """A worker scores thousands of candidates with one scorer: nothing it computes for one
+    candidate (models, passes, gradients, launched probes) may outlive that candidate, or
+    memory grows with every architecture (experiments/bench_memory.py measures the RSS)."""
+    metrics = (*METRICS, "jacob_cov", "synflow", "grad_norm", "ntk_trace", "zen")
+    scorer = BatchedScorer(_setup(metrics=metrics), token_corpus())
+    rng = np.random.default_rng(11)
+    cells = [Candidate("", sample_cell(rng).to_dict()) for _ in range(24)]
+    scorer.score_batch(cells[:4])  # warm-up: anything made once per scorer exists by now
+    before = _live_tensors()
+    for start in range(4, len(cells), 5):
+        evaluations = scorer.score_batch(cells[start : start + 5])
+        assert len(evaluations) == len(cells[start : start + 5])
+    del evaluations
+    assert _live_tensors() <= before
