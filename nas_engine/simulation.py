@@ -48,6 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -233,6 +234,21 @@ class Ordering:
         self._cumulative: dict[tuple, np.ndarray] = {}
         self._tables: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._ranked: dict[tuple[str, int], np.ndarray] = {}
+        self._costs: dict[tuple, np.ndarray] = {}
+
+    def training_seconds(self, epochs: int) -> np.ndarray:
+        """:meth:`Pool.training_seconds`, memoised (every budget of every policy asks)."""
+        key = ("train", epochs)
+        if key not in self._costs:
+            self._costs[key] = self.pool.training_seconds(epochs)
+        return self._costs[key]
+
+    def scoring_cost(self, fitness: Fitness) -> np.ndarray:
+        """:meth:`Pool.scoring_cost`, memoised."""
+        key = ("score", fitness.name)
+        if key not in self._costs:
+            self._costs[key] = self.pool.scoring_cost(fitness)
+        return self._costs[key]
 
     def paid(self, key: tuple, costs_in_pool_order: np.ndarray, budget: float) -> int:
         """How many architectures, taken in this ordering, fit in ``budget`` (cumulative).
@@ -307,7 +323,7 @@ def _prefilter(
 ) -> _Prefiltered:
     """Score in order within ``scoring_share`` of the budget; the top ``top_k`` by fitness."""
     key = ("score", fitness.name)
-    n = ordering.paid(key, ordering.pool.scoring_cost(fitness), scoring_share * budget)
+    n = ordering.paid(key, ordering.scoring_cost(fitness), scoring_share * budget)
     return _Prefiltered(n, ordering.spent(key, n), ordering.ranked(fitness, n)[:top_k])
 
 
@@ -327,7 +343,7 @@ class Policy(Protocol):
 
 @dataclass(frozen=True)
 class RandomChoice:
-    @property
+    @cached_property
     def name(self) -> str:
         return "random"
 
@@ -339,14 +355,14 @@ class RandomChoice:
 class TrainedProxy:
     epochs: int
 
-    @property
+    @cached_property
     def name(self) -> str:
         return f"trained proxy, {self.epochs} epoch{'s' if self.epochs > 1 else ''}"
 
     def choose(self, ordering: Ordering, budget: float) -> Choice:
         pool = ordering.pool
         key = ("train", self.epochs)
-        n = ordering.paid(key, pool.training_seconds(self.epochs), budget)
+        n = ordering.paid(key, ordering.training_seconds(self.epochs), budget)
         if n == 0:
             return Choice(
                 self.name, budget, int(ordering.order[0]), 0.0, fallback="budget trains nothing"
@@ -360,14 +376,13 @@ class TrainingFree:
     fitness: Fitness
     label: str = ""
 
-    @property
+    @cached_property
     def name(self) -> str:
         return self.label or f"training-free, {self.fitness.name}"
 
     def choose(self, ordering: Ordering, budget: float) -> Choice:
-        pool = ordering.pool
         key = ("score", self.fitness.name)
-        n = ordering.paid(key, pool.scoring_cost(self.fitness), budget)
+        n = ordering.paid(key, ordering.scoring_cost(self.fitness), budget)
         ranked = ordering.ranked(self.fitness, n)
         if len(ranked) == 0:
             reason = "budget scores nothing" if n == 0 else "no scored architecture has a fitness"
@@ -386,7 +401,7 @@ class TwoStage:
     def __post_init__(self) -> None:
         _check_share(self.top_k, self.scoring_share)
 
-    @property
+    @cached_property
     def name(self) -> str:
         return f"two-stage, {self.fitness.name} -> top {self.top_k}, {self.epochs} ep"
 
@@ -413,7 +428,7 @@ def _train_top(
         reason = "budget scores nothing" if front.scored == 0 else "no fitness among scored"
         index = int(ordering.order[0])
         return Choice(policy.name, budget, index, front.spent, front.scored, fallback=reason)
-    costs = ordering.pool.training_seconds(epochs)[front.top]
+    costs = ordering.training_seconds(epochs)[front.top]
     n_trained = _n_fitting(costs, budget - front.spent)
     if n_trained == 0:
         return Choice(
@@ -446,7 +461,7 @@ class SuccessiveHalving:
         if self.epochs < 2:
             raise SimulationError(f"epochs must be at least 2, not {self.epochs}")
 
-    @property
+    @cached_property
     def name(self) -> str:
         return (
             f"successive halving, {self.fitness.name} -> top {self.top_k}, 1 ep -> "
@@ -464,7 +479,7 @@ class SuccessiveHalving:
         # Stable sort: equal epoch-1 losses keep the fitness order; NaN goes last.
         survivors = first[np.argsort(np.where(np.isnan(loss), np.inf, loss), kind="stable")]
         survivors = survivors[: self.keep]
-        more = pool.training_seconds(self.epochs)[survivors] - pool.training_seconds(1)[survivors]
+        more = (ordering.training_seconds(self.epochs) - ordering.training_seconds(1))[survivors]
         n_more = _n_fitting(more, budget - spent)
         if n_more == 0:
             index = _best_proxy(pool, first, 1)
@@ -490,7 +505,7 @@ class TwoStageBlend:
         if not (0 <= self.fitness_weight < math.inf):
             raise SimulationError(f"fitness_weight must be >= 0, not {self.fitness_weight}")
 
-    @property
+    @cached_property
     def name(self) -> str:
         return (
             f"two-stage blend, {self.fitness.name} -> top {self.top_k}, {self.epochs} ep, "
@@ -589,6 +604,20 @@ def first_budget_reaching(
         if value <= target + 1e-12:
             return float(budget)
     return None
+
+
+def first_budget_staying(
+    budgets: Sequence[float], mean_regret: Sequence[float], target: float
+) -> float | None:
+    """The smallest budget from which the mean regret stays at most ``target`` at every larger
+    budget of the grid (None if the largest is above it): unlike
+    :func:`first_budget_reaching`, a dip below the target that more compute undoes does not
+    count. The same tolerance of 1e-12."""
+    above = np.flatnonzero(np.asarray(mean_regret, dtype=float) > target + 1e-12)
+    if len(above) == 0:
+        return float(budgets[0])
+    last = int(above[-1])
+    return None if last == len(budgets) - 1 else float(budgets[last + 1])
 
 
 def log_budgets(low: float, high: float, points: int) -> np.ndarray:

@@ -29,6 +29,7 @@ from nas_engine.simulation import (
     TwoStageBlend,
     confidence_band,
     first_budget_reaching,
+    first_budget_staying,
     log_budgets,
     pool_from_logs,
     simulate,
@@ -269,6 +270,16 @@ def test_first_budget_reaching():
     assert first_budget_reaching([1, 2, 4, 8], [0.5, 0.3, 0.2, 0.1], 0.25) == 4.0
     assert first_budget_reaching([1, 2], [0.5, 0.3], 0.3) == 2.0
     assert first_budget_reaching([1, 2], [0.5, 0.3], 0.1) is None
+
+
+def test_first_budget_staying_ignores_a_dip_that_more_compute_undoes():
+    # Mean regret dips to the target at budget 2, rises above it at 4, and stays from 8 on.
+    budgets, mean = [1, 2, 4, 8, 16], [0.5, 0.2, 0.3, 0.2, 0.1]
+    assert first_budget_reaching(budgets, mean, 0.2) == 2.0
+    assert first_budget_staying(budgets, mean, 0.2) == 8.0
+    assert first_budget_staying(budgets, [0.1, 0.1], 0.2) == 1.0  # below from the start
+    assert first_budget_staying(budgets, mean, 0.05) is None
+    assert first_budget_staying(budgets, [0.1, 0.1, 0.1, 0.1, 0.3], 0.2) is None  # last above
 
 
 def test_log_budgets():
