@@ -35,6 +35,10 @@ no longer fits: a partly paid architecture gives nothing):
   rank in: among those trained, the highest weighted mean of two mid-rank percentiles (the
   engine's ensemble rule), the epoch-E validation loss (weight 1) and the fitness rank
   (weight ``fitness_weight``); ties go to the better fitness.
+* :class:`CostAwareTwoStage`: :class:`TwoStage` that also scores a cost estimate known
+  before training (the parameter count, which ranks the logged epoch seconds at Spearman
+  0.92) and trains the top k cheapest first, so that a budget too small for all k trains more
+  of them; with all k trained it chooses as :class:`TwoStage`.
 
 A method with nothing to choose from (budget below its first cost) falls back to the first
 architecture of the ordering, a random choice; :class:`Choice` records that fallback.
@@ -526,6 +530,64 @@ class TwoStageBlend:
         blend = by_loss + self.fitness_weight * by_fitness
         index = int(candidates[int(np.argmax(blend))])  # argmax: the first (best fitness) on ties
         return Choice(self.name, budget, index, spent, front.scored, n_trained)
+
+
+@dataclass(frozen=True)
+class CostAwareTwoStage:
+    """:class:`TwoStage` training its top k in increasing order of a cost estimate
+    (``cost_metric``, lower = cheaper), which is scored (and paid) with the fitness."""
+
+    fitness: Fitness
+    epochs: int
+    top_k: int
+    cost_metric: str = "params"
+    scoring_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check_share(self.top_k, self.scoring_share)
+
+    @cached_property
+    def name(self) -> str:
+        return (
+            f"cost-aware two-stage, {self.fitness.name} -> top {self.top_k} by "
+            f"{self.cost_metric} first, {self.epochs} ep"
+        )
+
+    def choose(self, ordering: Ordering, budget: float) -> Choice:
+        pool = ordering.pool
+        if self.cost_metric not in pool.metrics:
+            raise SimulationError(f"pool has no values for metric {self.cost_metric}")
+        extra = self.cost_metric not in self.fitness.metric_names
+        key = ("score", self.fitness.name, self.cost_metric)
+        costs = ordering.scoring_cost(self.fitness)
+        if extra:
+            costs = costs + np.asarray(pool.scoring_seconds[self.cost_metric], dtype=float)
+        n_scored = ordering.paid(key, costs, self.scoring_share * budget)
+        scoring_spent = ordering.spent(key, n_scored)
+        top = ordering.ranked(self.fitness, n_scored)[: self.top_k]
+        if len(top) == 0:
+            reason = "budget scores nothing" if n_scored == 0 else "no fitness among scored"
+            index = int(ordering.order[0])
+            return Choice(self.name, budget, index, scoring_spent, n_scored, fallback=reason)
+        estimate = np.asarray(pool.metrics[self.cost_metric], dtype=float)[top]
+        # Stable: equal (or missing, last) estimates keep the fitness order.
+        cheap_first = top[np.argsort(np.where(np.isnan(estimate), np.inf, estimate), kind="stable")]
+        train = ordering.training_seconds(self.epochs)[cheap_first]
+        n_trained = _n_fitting(train, budget - scoring_spent)
+        if n_trained == 0:
+            return Choice(
+                self.name,
+                budget,
+                int(top[0]),
+                scoring_spent,
+                n_scored,
+                fallback="budget trains nothing; the fitness's choice",
+            )
+        # Among the trained, the lowest loss; ties go to the better fitness, as in TwoStage.
+        trained = np.sort(np.flatnonzero(np.isin(top, cheap_first[:n_trained])))
+        index = _best_proxy(pool, top[trained], self.epochs)
+        spent = scoring_spent + float(train[:n_trained].sum())
+        return Choice(self.name, budget, index, spent, n_scored, n_trained)
 
 
 @dataclass(frozen=True)

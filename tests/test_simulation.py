@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from nas_engine.fitness import Fitness
 from nas_engine.nbnlp import TrainingLog
 from nas_engine.simulation import (
+    CostAwareTwoStage,
     Ordering,
     Pool,
     RandomChoice,
@@ -245,6 +246,49 @@ def test_two_stage_blend_rejects_bad_settings():
         TwoStageBlend(fitness("hidden_cov"), epochs=1, top_k=2, fitness_weight=-1)
 
 
+def _costly_pool() -> Pool:
+    # tiny_pool with per-epoch seconds a 100, b 300, c 50, d 200 and a parameter count that
+    # orders them the same way (c 1, a 2, d 4, b 5).
+    pool = tiny_pool(params=[2.0, 5.0, 1.0, 4.0])
+    seconds = np.array([[100.0] * 2, [300.0] * 2, [50.0] * 2, [200.0] * 2])
+    return Pool(
+        pool.names, pool.test_loss, pool.val_loss, seconds, pool.metrics, pool.scoring_seconds
+    )
+
+
+def test_cost_aware_two_stage_trains_the_cheapest_of_the_top_k_first():
+    # Scoring hidden_cov and params costs 2 s per architecture, 8 s for all four (budget 200,
+    # share 100). The top 3 by hidden_cov are b, c, a; by parameter count c, a, b. 192 s left
+    # pay c (50) and a (100) but not b (300): c (5.0) beats a (5.5), spent 8 + 150.
+    pool = _costly_pool()
+    policy = CostAwareTwoStage(fitness("hidden_cov"), epochs=1, top_k=3)
+    choice = choose(policy, [0, 1, 2, 3], 200, pool)
+    assert (choice.index, choice.scored, choice.trained, choice.spent) == (C, 4, 2, 158.0)
+    # TwoStage would start with b (300 s) and train nothing: the fitness's choice, b.
+    plain = choose(TwoStage(fitness("hidden_cov"), epochs=1, top_k=3), [0, 1, 2, 3], 200, pool)
+    assert plain.trained == 0 and plain.index == B and plain.fallback
+    # Two epochs, budget 800: 792 s left after scoring pay c (100) and a (200) but not b (600
+    # more): c (4.6 after two epochs) beats a (5.1).
+    two = choose(
+        CostAwareTwoStage(fitness("hidden_cov"), epochs=2, top_k=3), [0, 1, 2, 3], 800, pool
+    )
+    assert (two.index, two.trained, two.spent) == (C, 2, 308.0)
+    # Enough for all three after two epochs (8 + 100 + 200 + 600 = 908 of 1500): b (4.2).
+    rich = choose(
+        CostAwareTwoStage(fitness("hidden_cov"), epochs=2, top_k=3), [0, 1, 2, 3], 1500, pool
+    )
+    assert (rich.index, rich.trained, rich.spent) == (B, 3, 908.0)
+
+
+def test_cost_aware_two_stage_pays_for_the_cost_estimate_only_once():
+    # With params in the fitness, scoring costs 2 s per architecture (not 3): budget 16 scores
+    # all four within its share of 8 s (at 3 s it would score two); 8 s left train nothing.
+    pool = _costly_pool()
+    policy = CostAwareTwoStage(fitness("hidden_cov+params"), epochs=1, top_k=2)
+    choice = choose(policy, [0, 1, 2, 3], 16, pool)
+    assert (choice.scored, choice.spent, choice.trained) == (4, 8.0, 0)
+
+
 def test_simulate_regret_over_orderings_and_budgets():
     orders = [[0, 1, 2, 3], [2, 3, 1, 0]]
     curves = simulate(tiny_pool(), [RandomChoice(), TrainedProxy(1)], orders, [100, 300])
@@ -362,6 +406,7 @@ def test_choices_stay_within_budget_and_regret_is_never_negative(test, budget, d
         TwoStage(fitness("hidden_cov:2+params"), epochs=2, top_k=data.draw(st.integers(1, 4))),
         SuccessiveHalving(fitness("hidden_cov"), top_k=3, keep=data.draw(st.integers(1, 3))),
         TwoStageBlend(fitness("hidden_cov+params"), epochs=2, top_k=3, fitness_weight=1),
+        CostAwareTwoStage(fitness("hidden_cov"), epochs=1, top_k=data.draw(st.integers(1, 4))),
     ]
     for policy in policies:
         choice = policy.choose(ordering, budget)
