@@ -22,23 +22,36 @@ rules): random choice (the first architecture); parameter count and training-fre
 (``hidden_cov``; the ensemble chosen in ``ensemble_selection.json``, ranked by the engine's
 ``Fitness`` against the architectures scored so far): score in order while the budget lasts,
 choose the best fitness; trained proxy with E = 1, 3, 10 epochs: train in order while the
-budget lasts, choose the lowest validation loss after E epochs; two-stage: score in order with
-at most half of the budget (the whole pool when that allows), train the top k by fitness for
-E epochs with the rest, choose the lowest validation loss. Every (fitness, E, k) with k in
-``--top-k`` is simulated and reported.
+budget lasts, choose the lowest validation loss after E epochs; the multi-stage designs, each
+scoring in order with at most half of the budget (the whole pool when that allows) with one of
+the ``PREFILTERS`` (single metrics and ensembles, from 7 s to 745 s for the pool):
+*two-stage* trains the top k by fitness for E epochs with the rest and chooses the lowest
+validation loss (E = 1, 3; also 10 for the original ``hidden_cov`` and ensemble grid; k in
+``--top-k``); *successive halving* trains the top k1 one epoch, continues the k2 lowest
+epoch-1 losses to epoch 3 with what is left and chooses the lowest epoch-3 loss (k1 in
+``SH_TOP_K``, k2 < k1 in ``SH_KEEP``); *two-stage blend* is two-stage (one epoch) choosing by
+the weighted mid-rank sum of epoch-1 loss and fitness rank among those trained (k in
+``BLEND_TOP_K``, fitness weight in ``BLEND_WEIGHTS``); *cost-aware two-stage* is two-stage
+(one epoch) training its top k cheapest first by parameter count, scored and paid with the
+fitness (k in ``COST_AWARE_TOP_K``).
 
 **Regret** = the chosen architecture's final test loss minus the pool's best; mean over
 ``--orderings`` random orderings (or over half-pools) with a 95% percentile-bootstrap band.
 
 **Headline**: the target is the lowest mean regret a trained proxy reaches with the whole
-pool's first-epoch budget; for each two-stage setting (fitness, E, k), the smallest grid budget
-whose mean regret is at most the target, and the compute ratio (whole first epoch / that
-budget). Once the pool is scored, two-stage's choice does not depend on the ordering, so
-splitting orderings would hold nothing out, and one fixed pool makes the answer hinge on where
-its few best architectures rank. So the setting is selected on ``--half-pools`` random
-half-pools (a random half of the architectures, in a random order, each its own pool with its
-own best, targets and budgets) and reported on as many other random half-pools, next to every
-setting's numbers on the full pool.
+pool's first-epoch budget; for each multi-stage setting, the smallest grid budget whose mean
+regret is at most the target (*reaches*) and the smallest from which it stays there at every
+larger grid budget (*stays*), each as a compute ratio (whole first epoch / that budget). Once
+the pool is scored, a multi-stage choice does not depend on the ordering, so splitting
+orderings would hold nothing out, and one fixed pool makes the answer hinge on where its few
+best architectures rank. So the design and its settings are selected on ``--half-pools``
+random half-pools (a random half of the architectures, in a random order, each its own pool
+with its own best, targets and budgets; rule: the largest *stays* ratio, then the largest
+*reaches* ratio, then the lower mean regret over the grid) and reported on as many other
+random half-pools and on the full pool. The two sets of half-pools are drawn from the same
+341 architectures, so they hold out pool composition and ordering, not architectures. Every
+setting runs on the selection half-pools; the original two-stage grid, each design's best
+per pre-filter and the selected one run on the others.
 
 **Scoring costs on other hardware**: the same simulation with training-free scoring charged
 at the H100 full-size seconds (``hidden_cov``: ``bench_hidden_cov_cuda_h100.json``; other
@@ -58,6 +71,7 @@ import platform
 import re
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -66,14 +80,18 @@ import pandas as pd
 from nas_engine.fitness import Fitness
 from nas_engine.nbnlp import LogsError, read_logs
 from nas_engine.simulation import (
+    CostAwareTwoStage,
     Pool,
     RandomChoice,
     RegretCurves,
+    SuccessiveHalving,
     TrainedProxy,
     TrainingFree,
     TwoStage,
+    TwoStageBlend,
     confidence_band,
     first_budget_reaching,
+    first_budget_staying,
     log_budgets,
     pool_from_logs,
     simulate,
@@ -82,6 +100,30 @@ from nas_engine.simulation import (
 OUT = Path(__file__).parent / "out"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 PROXY_EPOCHS = (1, 3, 10)
+# Pre-filters of the multi-stage designs: the single metric and the ensemble of
+# ensemble_selection.json (whose ntk_cond costs 600 of its 745 s per pool), and cheaper ones
+# built from hidden_cov (7 s per pool) with the cheapest gradient metrics, grad_norm (73 s)
+# and synflow (137 s), or from hidden_cov's first three layers (34 s).
+PREFILTERS = (
+    "hidden_cov",
+    "ensemble",
+    "grad_norm",
+    "hidden_cov+grad_norm",
+    "hidden_cov+synflow",
+    "hidden_cov+synflow+grad_norm",
+    "hidden_cov_l1+hidden_cov_l2+hidden_cov_l3",
+)
+ORIGINAL = ("hidden_cov", "ensemble")  # the first two-stage grid, kept whole (epochs 1, 3, 10)
+SH_TOP_K, SH_KEEP, SH_EPOCHS = (5, 10, 20, 50), (1, 2, 3, 5), 3
+BLEND_TOP_K, BLEND_WEIGHTS = (10, 30), (0.25, 1.0)
+COST_AWARE_TOP_K = (10, 20, 30, 50)
+MULTI_STAGE = (TwoStage, SuccessiveHalving, TwoStageBlend, CostAwareTwoStage)
+DESIGNS = {
+    TwoStage: "two-stage",
+    SuccessiveHalving: "successive halving",
+    TwoStageBlend: "two-stage blend",
+    CostAwareTwoStage: "cost-aware two-stage",
+}
 TABLE_FRACTIONS = (1 / 348, 1 / 100, 1 / 30, 1 / 20, 1 / 10, 1 / 3, 1)  # table columns
 
 
@@ -123,15 +165,37 @@ def h100_seconds(pool: Pool) -> tuple[dict[str, float], dict[str, str]]:
     return seconds, source
 
 
-def policies_for(fitnesses: dict[str, Fitness], top_k: tuple[int, ...]) -> list:
+def baselines_for(fitnesses: dict[str, Fitness]) -> list:
     policies: list = [RandomChoice(), TrainingFree(fitnesses["params"], label="parameter count")]
     policies += [TrainedProxy(e) for e in PROXY_EPOCHS]
-    policies += [TrainingFree(fitnesses[key]) for key in ("hidden_cov", "ensemble")]
-    policies += [
+    return policies + [TrainingFree(fitnesses[key]) for key in ("hidden_cov", "ensemble")]
+
+
+def candidates_for(fitnesses: dict[str, Fitness], top_k: tuple[int, ...]) -> list:
+    """Every multi-stage setting the selection chooses from."""
+    policies: list = [
         TwoStage(fitnesses[key], epochs=e, top_k=k)
-        for key in ("hidden_cov", "ensemble")
-        for e in PROXY_EPOCHS
+        for key in PREFILTERS
+        for e in (PROXY_EPOCHS if key in ORIGINAL else (1, 3))
         for k in top_k
+    ]
+    policies += [
+        SuccessiveHalving(fitnesses[key], top_k=k, keep=keep, epochs=SH_EPOCHS)
+        for key in PREFILTERS
+        for k in SH_TOP_K
+        for keep in SH_KEEP
+        if keep < k
+    ]
+    policies += [
+        TwoStageBlend(fitnesses[key], epochs=1, top_k=k, fitness_weight=w)
+        for key in PREFILTERS
+        for k in BLEND_TOP_K
+        for w in BLEND_WEIGHTS
+    ]
+    policies += [
+        CostAwareTwoStage(fitnesses[key], epochs=1, top_k=k)
+        for key in PREFILTERS
+        for k in COST_AWARE_TOP_K
     ]
     return policies
 
@@ -157,45 +221,69 @@ def run_replicates(
     }
 
 
-def evaluate(curves: dict[str, RegretCurves], rows: slice, policies: list, seed: int) -> dict:
-    """Target, every two-stage setting's compute ratio and the summaries over ``rows``."""
+def evaluate(
+    curves: dict[str, RegretCurves],
+    policies: list,
+    seed: int,
+    summarise: Collection[str] | None = None,
+) -> dict:
+    """Target, every multi-stage setting's compute ratios and the summaries over the
+    replicates of ``curves``: ``ratio`` from the first budget whose mean regret reaches the
+    target (the issue's definition), ``staying`` from the first budget after which it never
+    rises above it again. Mean curves and bands only for ``summarise`` (default all)."""
     fractions = next(iter(curves.values())).budgets
-    mean = {name: c.regret[rows].mean(axis=0) for name, c in curves.items()}
+    mean = {name: c.regret.mean(axis=0) for name, c in curves.items()}
     proxies = [p.name for p in policies if isinstance(p, TrainedProxy)]
     target_method = min(proxies, key=lambda n: mean[n][-1])
     target = float(mean[target_method][-1])
-    ratio = {}
+    ratio, staying, grid_mean = {}, {}, {}
     for p in policies:
-        if isinstance(p, TwoStage):
+        if isinstance(p, MULTI_STAGE):
+            grid_mean[p.name] = float(mean[p.name].mean())
             b = first_budget_reaching(fractions, mean[p.name], target)
             ratio[p.name] = None if b is None else float(1 / b)
+            b = first_budget_staying(fractions, mean[p.name], target)
+            staying[p.name] = None if b is None else float(1 / b)
     summaries = {}
     for name, c in curves.items():
-        low, high = confidence_band(c.regret[rows], seed=seed)
+        if summarise is not None and name not in summarise:
+            continue
+        low, high = confidence_band(c.regret, seed=seed)
         summaries[name] = {
             "mean": np.round(mean[name], 6).tolist(),
             "ci95_low": np.round(low, 6).tolist(),
             "ci95_high": np.round(high, 6).tolist(),
-            "fallback_rate": np.round(c.fallback[rows].mean(axis=0), 4).tolist(),
+            "fallback_rate": np.round(c.fallback.mean(axis=0), 4).tolist(),
         }
     return {
         "fractions": fractions,
-        "replicates": len(range(*rows.indices(len(next(iter(curves.values())).regret)))),
+        "replicates": len(next(iter(curves.values())).regret),
         "target_method": target_method,
         "target": target,
         "ratio": ratio,
+        "staying": staying,
+        "grid_mean": grid_mean,
         "methods": summaries,
     }
 
 
-def select_setting(evaluation: dict) -> str:
-    """The two-stage setting reaching the target with the least compute (largest ratio);
-    ties, and settings that never reach it, go by the lower mean regret over the grid."""
-    methods = evaluation["methods"]
-    return max(
-        evaluation["ratio"],
-        key=lambda n: (evaluation["ratio"][n] or 0.0, -np.mean(methods[n]["mean"])),
+def selection_key(evaluation: dict, name: str) -> tuple[float, float, float]:
+    """Rank of a setting on the selection half-pools: first the compute ratio from which its
+    mean regret stays at or below the target, then the first reaching ratio, then the lower
+    mean regret over the grid. Staying first, because with hundreds of settings the largest
+    first-reaching ratio rewards a mean curve that dips to the target and rises again (on the
+    selection half-pools, grad_norm -> top 50, 3 epochs reaches it at 1/14.4 of the first
+    epoch but stays there only from 1/5.1)."""
+    return (
+        evaluation["staying"][name] or 0.0,
+        evaluation["ratio"][name] or 0.0,
+        -evaluation["grid_mean"][name],
     )
+
+
+def select_setting(evaluation: dict, names: list[str] | None = None) -> str:
+    """The best multi-stage setting (among ``names``, default all) by :func:`selection_key`."""
+    return max(names or evaluation["ratio"], key=lambda n: selection_key(evaluation, n))
 
 
 def table_columns(fractions: np.ndarray) -> list[int]:
@@ -204,8 +292,8 @@ def table_columns(fractions: np.ndarray) -> list[int]:
     return sorted(set(cols))
 
 
-def fmt_ratio(ratio: float | None) -> str:
-    return "not reached" if ratio is None else f"{ratio:.1f}x"
+def fmt_ratio(ratio: float | None, missing: str = "not reached") -> str:
+    return missing if ratio is None else f"{ratio:.1f}x"
 
 
 def markdown(result: dict, evals: dict, shown: list[str], selected: str) -> str:
@@ -239,12 +327,16 @@ def markdown(result: dict, evals: dict, shown: list[str], selected: str) -> str:
         lines.append(f"| {name}{' (selected)' if name == selected else ''} | {cells} |")
     lines += [
         "",
-        f"Two-stage setting selected on {evals['selection']['replicates']} random half-pools: "
+        f"Multi-stage setting selected on {evals['selection']['replicates']} random half-pools "
+        f"among {len(result['selection_ratios'])} settings (the largest ratio from which the "
+        "mean regret stays at or below the target, then the largest first-reaching ratio): "
         f"**{selected}**. Target: the lowest mean regret of a trained proxy with the whole "
-        "first-epoch budget.",
+        "first-epoch budget. Compute ratio = the whole first epoch / the budget: *reaches* = "
+        "the first grid budget whose mean regret is at most the target (the issue's "
+        "definition), *stays* = the first from which it stays there at every larger budget.",
         "",
-        "| pools | target | two-stage reaches it with | compute ratio |",
-        "| --- | --- | --- | --- |",
+        "| pools | target | reaches it with | compute ratio (reaches) | compute ratio (stays) |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for key, label in (
         ("full", "all architectures, orderings"),
@@ -256,31 +348,47 @@ def markdown(result: dict, evals: dict, shown: list[str], selected: str) -> str:
         reached = "-" if ratio is None else f"1/{ratio:.1f} of the first epoch"
         lines.append(
             f"| {label} ({e['replicates']}) | {e['target_method']}: {e['target']:.4f} | "
-            f"{reached} | {fmt_ratio(ratio)} |"
+            f"{reached} | {fmt_ratio(ratio)} | {fmt_ratio(e['staying'][selected])} |"
         )
+    lines += [
+        "",
+        "The best setting of each design and pre-filter on the selection half-pools (same "
+        "rule), compute ratio reaches / stays ('-': not within the grid):",
+        "",
+        "| design, pre-filter | setting | half-pools, selection | half-pools, held out "
+        "| all architectures |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for label, name in result["best_per_design"].items():
+        cells = " | ".join(
+            " / ".join(fmt_ratio(evals[k][kind][name], "-") for kind in ("ratio", "staying"))
+            for k in ("selection", "report", "full")
+        )
+        lines.append(f"| {label} | {name} | {cells} |")
     lines += [
         "",
         "Scoring charged at other speeds (all architectures, selected setting):",
         "",
-        "| scoring cost | seconds to score the pool (hidden_cov / ensemble) | compute ratio |",
+        "| scoring cost | seconds to score the pool (hidden_cov / ensemble / selected's "
+        "pre-filter) | compute ratio (reaches) |",
         "| --- | --- | --- |",
     ]
     for name, scen in result["cost_scenarios"].items():
         sec = scen["scoring_seconds_whole_pool"]
         lines.append(
-            f"| {name} | {sec['hidden_cov']:.1f} / {sec['ensemble']:.1f} | "
-            f"{fmt_ratio(scen['ratio'])} |"
+            f"| {name} | {sec['hidden_cov']:.1f} / {sec['ensemble']:.1f} / "
+            f"{sec['selected']:.1f} | {fmt_ratio(scen['ratio'])} |"
         )
     lines += [
         "",
-        "Every two-stage setting: the compute ratio at which its mean regret reaches the target "
-        "('-': not within the grid):",
+        "Every setting of the original two-stage grid: the compute ratio at which its mean "
+        "regret reaches the target ('-': not within the grid):",
         "",
         "| setting | all architectures | half-pools, selection | half-pools, held out |",
         "| --- | --- | --- | --- |",
     ]
-    for name, ratios in result["two_stage_ratios"].items():
-        cells = " | ".join("-" if r is None else f"{r:.1f}x" for r in ratios.values())
+    for name, ratios in result["original_two_stage_ratios"].items():
+        cells = " | ".join(fmt_ratio(ratios[k], "-") for k in ("full", "selection", "report"))
         lines.append(f"| {name} | {cells} |")
     return "\n".join(lines) + "\n"
 
@@ -303,7 +411,7 @@ def plot(evals: dict, shown: list[str], selected: str, path: Path) -> None:
             style = {"lw": 1.3}
             if name == selected:
                 style = {"lw": 2.6, "color": "k"}
-            elif name.startswith("two-stage"):
+            elif name.startswith(("two-stage", "successive halving", "cost-aware")):
                 style = {"lw": 1.0, "ls": "--"}
             (line,) = ax.plot(x, s["mean"], label=name, **style)
             ax.fill_between(x, s["ci95_low"], s["ci95_high"], color=line.get_color(), alpha=0.15)
@@ -347,39 +455,64 @@ def main() -> int:
     ensemble_spec = json.loads(Path(args.ensemble).read_text())["best_recipe"]
     fitnesses = {
         "params": Fitness.parse("params", "rnn"),
-        "hidden_cov": Fitness.parse("hidden_cov", "rnn"),
         "ensemble": Fitness.parse(ensemble_spec, "rnn"),
     }
+    fitnesses.update({key: Fitness.parse(key, "rnn") for key in PREFILTERS if key != "ensemble"})
     metrics = sorted({m for f in fitnesses.values() for m in f.metric_names})
     pool = pool_from_logs(logs, pd.read_csv(args.scores), metrics)
-    policies = policies_for(fitnesses, args.top_k)
-    names = [p.name for p in policies]
+    baselines = baselines_for(fitnesses)
+    candidates = candidates_for(fitnesses, args.top_k)
 
     # Full pool: budgets from one architecture-epoch to the whole first epoch.
     total, unit = pool.first_epoch_total(), pool.architecture_epoch()
     fractions = log_budgets(unit / total, 1.0, args.budgets)
     rng = np.random.default_rng(args.seed)
     full_orders = [(pool, rng.permutation(pool.size)) for _ in range(args.orderings)]
-    full_curves = run_replicates(full_orders, policies, fractions)
     # Random half-pools (a random half of the architectures, in a random order): the first
-    # half of them select the two-stage setting, the others report it.
+    # half of them select the multi-stage setting, the others report it.
     half_fractions = log_budgets(2 * unit / total, 1.0, args.budgets)
     half_pools = []
     for _ in range(2 * args.half_pools):
         members = np.sort(rng.choice(pool.size, pool.size // 2, replace=False))
         half_pools.append((pool.subset(members), rng.permutation(pool.size // 2)))
-    half_curves = run_replicates(half_pools, policies, half_fractions)
+    # Every setting runs on the selection half-pools; only those reported (the original grid,
+    # each design's best on the selection half-pools, the selected) on the others.
+    selection_curves = run_replicates(
+        half_pools[: args.half_pools], baselines + candidates, half_fractions
+    )
+    selection = evaluate(selection_curves, baselines + candidates, args.seed, summarise=())
+    selected = select_setting(selection)
+    best_per_design = {}
+    for design in DESIGNS.values():
+        for key in PREFILTERS:
+            names = [
+                p.name
+                for p in candidates
+                if DESIGNS[type(p)] == design and p.fitness.name == fitnesses[key].name
+            ]
+            best_per_design[f"{design}, {fitnesses[key].name}"] = select_setting(selection, names)
+    reported = baselines + [
+        p
+        for p in candidates
+        if p.name in best_per_design.values()
+        or (isinstance(p, TwoStage) and p.fitness.name in {fitnesses[k].name for k in ORIGINAL})
+    ]
+    reported_names = [p.name for p in reported]
+    selection = evaluate(
+        selection_curves, baselines + candidates, args.seed, summarise=reported_names
+    )
+    full_curves = run_replicates(full_orders, reported, fractions)
+    report_curves = run_replicates(half_pools[args.half_pools :], reported, half_fractions)
     evals = {
-        "full": evaluate(full_curves, slice(None), policies, args.seed),
-        "selection": evaluate(half_curves, slice(0, args.half_pools), policies, args.seed),
-        "report": evaluate(half_curves, slice(args.half_pools, None), policies, args.seed),
+        "full": evaluate(full_curves, reported, args.seed),
+        "selection": selection,
+        "report": evaluate(report_curves, reported, args.seed),
     }
-    selected = select_setting(evals["selection"])
     print(f"simulated in {time.perf_counter() - started:.0f} s; selected: {selected}")
 
     # The full pool with scoring charged at other speeds (trained proxies are unaffected).
     h100, h100_source = h100_seconds(pool)
-    chosen = next(p for p in policies if p.name == selected)
+    chosen = next(p for p in candidates if p.name == selected)
     scenario_pools = {
         "CPU as measured (2-core EPYC, fast sizes)": pool,
         "H100, full-size seconds": pool.with_scoring_seconds(h100),
@@ -392,21 +525,30 @@ def main() -> int:
         orders = [(scenario_pool, order) for _, order in full_orders]
         curves = run_replicates(orders, [chosen], fractions)[selected]
         b = first_budget_reaching(fractions, curves.mean, evals["full"]["target"])
+        seconds = {
+            key: float(scenario_pool.scoring_cost(fitnesses[key]).sum())
+            for key in ("hidden_cov", "ensemble")
+        }
+        seconds["selected"] = float(scenario_pool.scoring_cost(chosen.fitness).sum())
         cost_scenarios[name] = {
-            "scoring_seconds_whole_pool": {
-                key: float(scenario_pool.scoring_cost(fitnesses[key]).sum())
-                for key in ("hidden_cov", "ensemble")
-            },
+            "scoring_seconds_whole_pool": seconds,
             "ratio": None if b is None else float(1 / b),
         }
 
+    original = {fitnesses[key].name for key in ORIGINAL}
+    # Shown in the figure and the first table: the original grid's former pick and its
+    # hidden_cov counterpart, and each design's best on the selection half-pools.
     others = [
-        f"two-stage, {fitnesses[key].name} -> top {k}, {e} ep"
-        for key in ("hidden_cov", "ensemble")
-        for e, k in ((1, 10), (3, 10))
+        f"two-stage, {fitnesses[key].name} -> top {k}, 1 ep"
+        for key, k in (("hidden_cov", 10), ("ensemble", 30))
     ]
-    shown = [n for n in names if not n.startswith("two-stage")]
-    shown += [selected] + [n for n in others if n != selected]
+    others += [
+        select_setting(selection, [p.name for p in candidates if DESIGNS[type(p)] == design])
+        for design in DESIGNS.values()
+    ]
+    others = [n for n in others if n in reported_names]
+    shown = [p.name for p in baselines] + [selected]
+    shown += [n for n in dict.fromkeys(others) if n != selected]
     command = (
         "python experiments/regret_simulation.py"
         f" --orderings {args.orderings} --half-pools {args.half_pools}"
@@ -420,6 +562,15 @@ def main() -> int:
             "budget_points": args.budgets,
             "top_k": list(args.top_k),
             "proxy_epochs": list(PROXY_EPOCHS),
+            "prefilters": {key: fitnesses[key].name for key in PREFILTERS},
+            "successive_halving": {
+                "top_k": list(SH_TOP_K),
+                "keep": list(SH_KEEP),
+                "epochs": SH_EPOCHS,
+            },
+            "blend": {"top_k": list(BLEND_TOP_K), "fitness_weights": list(BLEND_WEIGHTS)},
+            "cost_aware": {"top_k": list(COST_AWARE_TOP_K), "cost_metric": "params"},
+            "selection_rule": selection_key.__doc__.split("\n\n")[0],
             "scoring_share": 0.5,
             "seed": args.seed,
             "logs": args.logs,
@@ -451,16 +602,36 @@ def main() -> int:
             "ratio_all_architectures": evals["full"]["ratio"][selected],
             "ratio_half_pools_selection": evals["selection"]["ratio"][selected],
             "ratio_half_pools_held_out": evals["report"]["ratio"][selected],
+            "ratio_staying_all_architectures": evals["full"]["staying"][selected],
+            "ratio_staying_half_pools_selection": evals["selection"]["staying"][selected],
+            "ratio_staying_half_pools_held_out": evals["report"]["staying"][selected],
             "target_half_pools_held_out": evals["report"]["target"],
             "target_method_half_pools_held_out": evals["report"]["target_method"],
             "goal": "the same regret for at least 20 times less compute",
         },
         "cost_scenarios": cost_scenarios,
         "h100_seconds": {"seconds": h100, "source": h100_source},
-        "two_stage_ratios": {
-            n: {key: evals[key]["ratio"][n] for key in ("full", "selection", "report")}
-            for n in names
-            if n.startswith("two-stage")
+        "best_per_design": best_per_design,
+        "reported_ratios": {
+            n: {
+                key: {"reaches": evals[key]["ratio"][n], "stays": evals[key]["staying"][n]}
+                for key in ("full", "selection", "report")
+            }
+            for n in reported_names
+            if n in evals["full"]["ratio"]
+        },
+        "original_two_stage_ratios": {
+            p.name: {key: evals[key]["ratio"][p.name] for key in ("full", "selection", "report")}
+            for p in reported
+            if isinstance(p, TwoStage) and p.fitness.name in original
+        },
+        "selection_ratios": {
+            n: {
+                "reaches": selection["ratio"][n],
+                "stays": selection["staying"][n],
+                "mean_over_grid": round(selection["grid_mean"][n], 6),
+            }
+            for n in selection["ratio"]
         },
         "evaluations": {
             key: {
