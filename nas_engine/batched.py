@@ -34,10 +34,8 @@ from collections.abc import Sequence
 
 import torch
 
-from search_spaces.rnn.model import SharedEmbedding
-
 from .corpus import Corpus
-from .probes import RNNProbe
+from .probes import RNNProbe, RNNProber
 from .result import Candidate, Evaluation
 from .scoring import Scorer, ScoringSetup
 
@@ -55,26 +53,21 @@ class BatchedScorer(Scorer):
         if streams < 1:
             raise ValueError(f"streams must be >= 1, got {streams}")
         self.streams = streams
-        self.shared: SharedEmbedding | None = None
-        if getattr(self, "bert", None) is None:
-            self.shared = SharedEmbedding.draw(setup.seed, self.sizes, self.device)
+        self.rnn = isinstance(self.prober, RNNProber)
+        if self.rnn:
+            self.prober.share_embedding()
         # Probes whose forward was launched ahead by score_batch, by architecture; each is
         # handed out once.
         self._launched: dict[object, RNNProbe] = {}
 
     def probe(self, arch):
         launched = self._launched.pop(arch, None)
-        if launched is not None:
-            return launched
-        probe = super().probe(arch)
-        if isinstance(probe, RNNProbe) and self.shared is not None:
-            probe.shared = self.shared
-        return probe
+        return launched if launched is not None else super().probe(arch)
 
     def score_batch(self, candidates: Sequence[Candidate]) -> list[Evaluation]:
         """One evaluation per candidate, in order (see the module docstring)."""
         launch_seconds = 0.0
-        if self.device.type == "cuda" and self.shared is not None and len(candidates) > 1:
+        if self.device.type == "cuda" and self.rnn and len(candidates) > 1:
             launch_seconds = self._launch_forwards(candidates)
         try:
             evaluations = [self.score(c) for c in candidates]
@@ -101,7 +94,6 @@ class BatchedScorer(Scorer):
             probe = super().probe(arch)
             if not isinstance(probe, RNNProbe) or arch in self._launched:
                 continue
-            probe.shared = self.shared
             stream = streams[i % len(streams)]
             try:
                 with torch.cuda.stream(stream):

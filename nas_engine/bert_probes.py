@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
@@ -38,6 +38,9 @@ from search_spaces.bert.model import AttentionProbs, FeedForward
 
 from .corpus import Corpus, first_batch
 from .probes import derived_seed
+
+if TYPE_CHECKING:
+    from .scoring import ScoringSetup
 
 BERT_PASSES: dict[str, str] = {
     "param_count": "the parameter counts (a weightless 'meta' model; no pass)",
@@ -223,6 +226,13 @@ class BertProber:
         self.needs = frozenset(needs)
         for need in self.needs:
             check_bert_need(need)
+
+    @classmethod
+    def from_setup(
+        cls, setup: ScoringSetup, corpus: Corpus, device: torch.device, needs: Iterable[str]
+    ) -> BertProber:
+        """The scorer's prober: batch_size sequences of bptt tokens."""
+        return cls(corpus, setup.split, setup.batch_size, setup.bptt, setup.seed, device, needs)
 
     def probe(self, config: BertConfig) -> BertProbe:
         return BertProbe(config, self.sizes, self.tokens, self.seed, self.device, self.needs)

@@ -28,10 +28,13 @@ from torch.nn import functional as F
 from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel, count_parameters
 from search_spaces.rnn.model import CellRecord, SharedEmbedding
 
+from .corpus import Corpus, CorpusError, first_batch, windows
 from .metrics.registry import MetricFailure
+from .training import ProxyTraining, TrainingConfigError
 
 if TYPE_CHECKING:
-    from .training import ProxyTraining, TrainingOutcome
+    from .scoring import ScoringSetup
+    from .training import TrainingOutcome
 
 NOISE_LEVELS = {"small": 0.1, "large": 10.0, "huge": 100.0}  # Jacobian noise scale a
 ZEN_PERTURBATION = 0.1  # Zen-score: x and x + 0.1 * eps
@@ -416,6 +419,79 @@ class RNNProbe:
             chunk = torch.stack([r[start : start + (1 << 20)] for r in rows]).double()
             gram += chunk @ chunk.T
         return gram
+
+
+class RNNProber:
+    """Per scorer, for the RNN space: the input batch, the next-token targets and the NTK's
+    minibatches (each built once, on the device), the model sizes, and the plan (the union of
+    the metrics' needs and the depth it asks for). Input that a split is too short for is
+    recorded in ``missing``, so that only the metrics that read it fail, with the reason."""
+
+    def __init__(
+        self, setup: ScoringSetup, corpus: Corpus, device: torch.device, needs: Iterable[str]
+    ) -> None:
+        self.seed = setup.seed
+        self.device = device
+        self.needs = frozenset(needs)
+        ids = corpus.split(setup.split)
+        # The scoring input: the first T steps of the batchified split (T, B).
+        self.tokens = first_batch(ids, setup.batch_size, setup.bptt).to(device)
+        self.sizes = ModelSizes(
+            vocab_size=len(corpus.vocab),
+            embedding_size=setup.embedding_size,
+            hidden_size=setup.hidden_size,
+            num_layers=setup.num_layers,
+        )
+        self.depth = plan_depth(self.needs, setup.num_layers)
+        self.shared: SharedEmbedding | None = None
+        # Loss-based metrics read the next tokens: the (T + 1, B) slice, rows 1..T; the NTK
+        # reads consecutive windows.
+        self.targets: torch.Tensor | None = None
+        self.minibatches: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.missing: dict[str, str] = {}
+        if self.needs & {"loss_grad", "minibatch_grads"}:
+            try:
+                batch = first_batch(ids, setup.batch_size, setup.bptt, targets=True)
+                self.targets = batch[1:].to(device)
+            except CorpusError as exc:
+                self.missing["targets"] = str(exc)
+        if "minibatch_grads" in self.needs:
+            try:
+                self.minibatches = [
+                    (x.to(device), y.to(device))
+                    for x, y in windows(ids, setup.batch_size, setup.bptt, NTK_MINIBATCHES)
+                ]
+            except CorpusError as exc:
+                self.missing["minibatches"] = str(exc)
+        self.training: ProxyTraining | None = None
+        if "training" in self.needs:  # the splits are prepared once, for every candidate
+            try:
+                self.training = ProxyTraining.from_setup(corpus, setup)
+            except TrainingConfigError as exc:
+                self.missing["training"] = str(exc)
+
+    def share_embedding(self) -> None:
+        """Draw the seed's embedding once, for every probe from now on (the same values each
+        probe would draw for itself; see :class:`~search_spaces.rnn.model.SharedEmbedding`)."""
+        if self.shared is None:
+            self.shared = SharedEmbedding.draw(self.seed, self.sizes, self.device)
+
+    def probe(self, recipe: Recipe) -> RNNProbe:
+        """The probe of one (validated) recipe, planned for this prober's needs."""
+        return RNNProbe(
+            recipe,
+            self.sizes,
+            self.tokens,
+            self.seed,
+            self.device,
+            self.depth,
+            needs=self.needs,
+            targets=self.targets,
+            minibatches=self.minibatches,
+            missing=self.missing,
+            shared=self.shared,
+            training=self.training,
+        )
 
 
 def _naswot_kernel(records: list[CellRecord]) -> ActivationKernel:

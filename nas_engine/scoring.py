@@ -9,19 +9,18 @@ from __future__ import annotations
 import math
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from search_spaces import get_space
-from search_spaces.rnn import ModelSizes
 
 from .bert_probes import BertProbe, BertProber
-from .corpus import Corpus, CorpusError, embedded_corpus, first_batch, load_corpus, windows
+from .corpus import Corpus, embedded_corpus, load_corpus
 from .metrics import Measured, MetricFailure, get_metric
-from .probes import NTK_MINIBATCHES, RNNProbe, plan_depth
+from .probes import RNNProbe, RNNProber
 from .result import Candidate, Evaluation
-from .training import ProxyTraining, TrainingConfigError
 
 
 @dataclass(frozen=True)
@@ -59,8 +58,17 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+Prober = RNNProber | BertProber
+# Each space's prober, made once per scorer from (setup, corpus, device, needs): it builds the
+# space's input once and hands out a probe per architecture.
+PROBERS: dict[str, Callable[[ScoringSetup, Corpus, torch.device, frozenset[str]], Prober]] = {
+    "rnn": RNNProber,
+    "bert": BertProber.from_setup,
+}
+
+
 class Scorer:
-    """Scores candidates of one setup; the corpus batch is built once, on the device."""
+    """Scores candidates of one setup; the space's input is built once, on the device."""
 
     def __init__(self, setup: ScoringSetup, corpus: Corpus | None = None) -> None:
         self.setup = setup
@@ -69,75 +77,13 @@ class Scorer:
         self.metrics = [get_metric(m, setup.space) for m in setup.metrics]
         corpus = corpus or setup.load_corpus()
         self.corpus_description = corpus.description
-        # Each space has its prober: BERT scores batch_size sequences of bptt tokens.
-        self.bert: BertProber | None = None
-        if setup.space == "bert":
-            self.needs = frozenset(n for m in self.metrics for n in m.needs)
-            self.bert = BertProber(
-                corpus,
-                setup.split,
-                setup.batch_size,
-                setup.bptt,
-                setup.seed,
-                self.device,
-                self.needs,
-            )
-            return
-        ids = corpus.split(setup.split)
-        # The scoring input: the first T steps of the batchified split (T, B).
-        self.tokens = first_batch(ids, setup.batch_size, setup.bptt).to(self.device)
-        self.sizes = ModelSizes(
-            vocab_size=len(corpus.vocab),
-            embedding_size=setup.embedding_size,
-            hidden_size=setup.hidden_size,
-            num_layers=setup.num_layers,
-        )
-        # The plan: the union of the metrics' needs, each a declared pass of the probe.
+        # The plan: the union of the metrics' needs, each a declared pass of the space's probe.
         self.needs = frozenset(n for m in self.metrics for n in m.needs)
-        self.depth = plan_depth(self.needs, setup.num_layers)
-        # Loss-based metrics read the next tokens: the (T + 1, B) slice, rows 1..T; the NTK
-        # reads consecutive windows. A split too short for them fails those metrics only.
-        self.targets: torch.Tensor | None = None
-        self.minibatches: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-        self.missing: dict[str, str] = {}
-        if self.needs & {"loss_grad", "minibatch_grads"}:
-            try:
-                batch = first_batch(ids, setup.batch_size, setup.bptt, targets=True)
-                self.targets = batch[1:].to(self.device)
-            except CorpusError as exc:
-                self.missing["targets"] = str(exc)
-        if "minibatch_grads" in self.needs:
-            try:
-                self.minibatches = [
-                    (x.to(self.device), y.to(self.device))
-                    for x, y in windows(ids, setup.batch_size, setup.bptt, NTK_MINIBATCHES)
-                ]
-            except CorpusError as exc:
-                self.missing["minibatches"] = str(exc)
-        self.training: ProxyTraining | None = None
-        if "training" in self.needs:  # the splits are prepared once, for every candidate
-            try:
-                self.training = ProxyTraining.from_setup(corpus, setup)
-            except TrainingConfigError as exc:
-                self.missing["training"] = str(exc)
+        self.prober: Prober = PROBERS[setup.space](setup, corpus, self.device, self.needs)
 
     def probe(self, arch) -> RNNProbe | BertProbe:
         """The probe of one (validated) architecture, planned for this scorer's metrics."""
-        if self.bert is not None:
-            return self.bert.probe(arch)
-        return RNNProbe(
-            arch,
-            self.sizes,
-            self.tokens,
-            self.setup.seed,
-            self.device,
-            self.depth,
-            needs=self.needs,
-            targets=self.targets,
-            minibatches=self.minibatches,
-            missing=self.missing,
-            training=self.training,
-        )
+        return self.prober.probe(arch)
 
     def score(self, candidate: Candidate) -> Evaluation:
         """Every metric of the setup, each on its own: one that fails does not stop the others

@@ -75,8 +75,8 @@ def test_batched_scorer_shares_one_embedding() -> None:
     scorer = BatchedScorer(_setup(metrics=("hidden_cov",)), token_corpus())
     first = scorer.probe(preset("lstm"))
     second = scorer.probe(preset("gru"))
-    assert first.model.encoder.weight.data_ptr() == scorer.shared.weight.data_ptr()
-    assert second.model.encoder.weight.data_ptr() == scorer.shared.weight.data_ptr()
+    assert first.model.encoder.weight.data_ptr() == scorer.prober.shared.weight.data_ptr()
+    assert second.model.encoder.weight.data_ptr() == scorer.prober.shared.weight.data_ptr()
 
 
 def test_streams_must_be_positive() -> None:

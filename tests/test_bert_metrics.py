@@ -225,7 +225,7 @@ def test_scorer_scores_bert_configs() -> None:
     assert evaluation.status == "ok", evaluation.error
     assert set(evaluation.metrics) == set(names)
     assert all(math.isfinite(v) for v in evaluation.metrics.values())
-    assert scorer.bert.tokens.shape == (4, 8)
+    assert scorer.prober.tokens.shape == (4, 8)
     bad = scorer.score(Candidate("", {**arch, "hidden_size": 15}))
     assert bad.status == "failed" and "not divisible" in bad.error
 

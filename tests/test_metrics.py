@@ -202,7 +202,7 @@ def test_hidden_cov_float32_scorer_agrees_with_reference() -> None:
         metrics=("hidden_cov",), embedding_size=12, hidden_size=16, batch_size=8, bptt=10
     )
     scorer = Scorer(setup, token_corpus(50, 2000, seed=1))
-    assert torch.equal(scorer.tokens, TOKENS)
+    assert torch.equal(scorer.prober.tokens, TOKENS)
     evaluation = scorer.score(Candidate(cell.key, cell.to_dict()))
     assert evaluation.status == "ok"
     assert evaluation.metrics["hidden_cov"] == pytest.approx(expected, rel=1e-4)

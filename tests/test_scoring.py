@@ -161,9 +161,9 @@ def test_registry_is_clean_after_temporary_metrics() -> None:
 
 def test_scorer_batch_comes_from_the_corpus() -> None:
     scorer = scorer_for("params")
-    assert scorer.tokens.shape == (TINY["bptt"], TINY["batch_size"])
-    assert scorer.tokens.dtype == torch.long
-    assert scorer.sizes.vocab_size == 40
+    assert scorer.prober.tokens.shape == (TINY["bptt"], TINY["batch_size"])
+    assert scorer.prober.tokens.dtype == torch.long
+    assert scorer.prober.sizes.vocab_size == 40
 
 
 def test_a_failing_metric_does_not_stop_the_metrics_after_it(temp_metric) -> None:

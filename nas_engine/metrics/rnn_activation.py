@@ -23,6 +23,11 @@ def activation_distance(probe) -> Measured:
     details = {"activation_distance_units": ak.units}
     if ak.nodes == 0:
         raise MetricFailure("kernel is singular: the cell has no activation node")
+    # Singular by its rank (SVD, numerical tolerance), not by slogdet's sign: on an exactly
+    # singular integer kernel, LU pivoting may leave a tiny non-zero pivot instead of a zero
+    # (it varies with the LAPACK build), and log|det K| is then a large negative number.
+    if int(torch.linalg.matrix_rank(ak.kernel)) < ak.kernel.shape[0]:
+        raise MetricFailure(f"kernel is singular: {_singular_reason(ak.kernel, ak.units)}")
     sign, logdet = torch.linalg.slogdet(ak.kernel)
     if sign == 0 or not math.isfinite(float(logdet)):
         raise MetricFailure(f"kernel is singular: {_singular_reason(ak.kernel, ak.units)}")
