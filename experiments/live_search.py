@@ -9,6 +9,7 @@ Methods, each given the same search wall-clock budget (``--time-budget`` seconds
 same confirmation (its top ``--top`` trained ``--confirm-steps`` steps with the benchmark recipe):
 
 - ``evolution + hidden_cov`` and ``random + hidden_cov``: training-free search;
+- ``evolution + hidden_cov:3+hidden_drift_l2:2``: the best ensemble of fitness_search.py;
 - ``evolution + trained_loss``: the trained proxy (validation loss after ``--proxy-steps``);
 - ``random sampling``: ``--top`` architectures drawn from the generator, no selection at all;
 - references: the LSTM and GRU presets, trained the same way.
@@ -41,6 +42,11 @@ from search_spaces import get_space
 METHODS = {
     "evolution + hidden_cov": dict(strategy="evolution", fitness="hidden_cov"),
     "random + hidden_cov": dict(strategy="random", fitness="hidden_cov"),
+    # The best training-free recipe of experiments/fitness_search.py (its fitness; the
+    # scoring sizes here are this script's, as for every method).
+    "evolution + hidden_cov:3+hidden_drift_l2:2": dict(
+        strategy="evolution", fitness="hidden_cov:3+hidden_drift_l2:2"
+    ),
     "evolution + trained_loss": dict(strategy="evolution", fitness="trained_loss"),
     "random sampling": dict(strategy="random", fitness="params"),
 }
