@@ -55,7 +55,8 @@ for _layer in (1, 2, 3):
         needs={f"entering_states:{_layer}"},
         description=(
             f"mean |h_t - h_t-1| / mean |h_t| of the states entering layer {_layer} (t >= 1); "
-            "lower: a slowly moving state; measured on half the logs, see fitness_search.py"
+            "lower: a slowly moving state, as a complement to hidden_cov (alone it tracks "
+            "hidden_cov and ranks the other way); see experiments/fitness_search.py"
         ),
     )(partial(hidden_drift, layer=_layer))
 
