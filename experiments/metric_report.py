@@ -172,17 +172,6 @@ def main() -> int:
     def save() -> None:  # after every run, so a long ablation loses nothing when stopped
         (out / "metric_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
 
-    def repeated(kind: str, run) -> None:
-        runs = []
-        for i in range(args.repeats):
-            runs.append(run(i))
-            report["ablations"][kind] = {
-                m: {**mean_std([r[m] for r in runs]), "taus": [r[m] for r in runs]}
-                for m in ablation_metrics
-            }
-            save()
-            print(f"{kind} {i + 1}/{args.repeats} done", flush=True)
-
     # Batch 0, seed 0 and the PTB side of the corpus ablation are one and the same run.
     first: dict[str, float | None] = {}
 
@@ -191,17 +180,22 @@ def main() -> int:
             first.update(taus(logs, ptb, ab_settings))
         return first
 
-    if "batches" in wanted:
-        step = ab_settings.batch_size * ab_settings.bptt
-        repeated(
-            "batches",
-            lambda i: taus(logs, shifted(ptb, "test", i * step), ab_settings) if i else first_run(),
-        )
-    if "seeds" in wanted:
-        repeated(
-            "seeds",
-            lambda i: taus(logs, ptb, replace(ab_settings, seed=i)) if i else first_run(),
-        )
+    step = ab_settings.batch_size * ab_settings.bptt
+    variants = {
+        "batches": lambda i: taus(logs, shifted(ptb, "test", i * step), ab_settings),
+        "seeds": lambda i: taus(logs, ptb, replace(ab_settings, seed=i)),
+    }
+    runs: dict[str, list[dict]] = {kind: [] for kind in variants if kind in wanted}
+    # Batches and seeds alternate, so a run stopped early still has both, with fewer repeats.
+    for i in range(args.repeats):
+        for kind, runs_of_kind in runs.items():
+            runs_of_kind.append(variants[kind](i) if i else first_run())
+            report["ablations"][kind] = {
+                m: {**mean_std([r[m] for r in runs_of_kind]), "taus": [r[m] for r in runs_of_kind]}
+                for m in ablation_metrics
+            }
+            save()
+            print(f"{kind} {i + 1}/{args.repeats} done", flush=True)
     if "corpus" in wanted:
         report["ablations"]["corpus"] = {
             "ptb_test": first_run(),
