@@ -21,6 +21,10 @@ so load from other work on the machine falls on both alike; run it 2-3 times. Ot
 compiled against the interpreted path (the graph walked at every step), on the same
 architectures.
 
+``--space bert`` times the engine's BERT scoring (``--metric all``: the BERT suite, on one
+probe) of the first N NAS-Bench-BERT configurations, B = 16 sequences of 64 PTB test tokens, as
+the nbbert benchmark scores them; it has no baseline.
+
 Prints the per-architecture table and a summary, and saves JSON with ``engine_archs_per_s``,
 ``baseline_archs_per_s``, ``speedup`` (their ratio), ``device``, ``n`` and the details.
 """
@@ -51,6 +55,7 @@ from nas_engine.batched import BatchedScorer  # noqa: E402
 from nas_engine.config import FAST_SIZES  # noqa: E402
 from nas_engine.corpus import first_batch, load_corpus  # noqa: E402
 from nas_engine.metrics import get_metric, metric_names  # noqa: E402
+from nas_engine.nbbert import BenchmarkError, BertBenchmarkSettings, read_benchmark  # noqa: E402
 from nas_engine.result import Candidate  # noqa: E402
 from nas_engine.scoring import ScoringSetup  # noqa: E402
 from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel  # noqa: E402
@@ -123,13 +128,20 @@ def main() -> None:
     )
     parser.add_argument("--corpus", type=Path, default=SHARED_DATA / "ptb")
     parser.add_argument("--logs", type=Path, default=SHARED_DATA / "nasbench_nlp_wt2/logs.zip")
+    parser.add_argument(
+        "--bert-benchmark",
+        type=Path,
+        default=SHARED_DATA / "nasbench_bert/benchmark_dev.json",
+        help="NAS-Bench-BERT entries (--space bert)",
+    )
     parser.add_argument("--json", type=Path, default=REPO / "experiments/out/bench_scoring.json")
     args = parser.parse_args()
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    if args.space != "rnn":
-        sys.exit("error: --space bert is not benchmarked yet (the BERT scorer has no baseline)")
+    if args.space == "bert":
+        bert_main(args)
+        return
     if not (args.corpus / "test.txt").is_file():
         sys.exit(f"error: PTB corpus not found at {args.corpus} (need test.txt; pass --corpus)")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -265,6 +277,74 @@ def main() -> None:
     result = finite_or_null(result)
     summary = {k: v for k, v in result.items() if k != "per_arch"}
     print(json.dumps(summary, indent=2, allow_nan=False))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
+    print(f"saved {args.json}")
+
+
+def bert_main(args: argparse.Namespace) -> None:
+    """--space bert: the engine's BERT scoring of the first N NAS-Bench-BERT configurations
+    (the nbbert benchmark's input: B = 16 sequences of 64 PTB test tokens, seed 0), all
+    metrics on one probe as a search scores them. No baseline: the paper's BERT code is not
+    reproduced here, so only the engine's rate is recorded."""
+    if not (args.corpus / "test.txt").is_file():
+        sys.exit(f"error: PTB corpus not found at {args.corpus} (need test.txt; pass --corpus)")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("error: --device cuda but no CUDA device is available")
+    try:
+        entries = read_benchmark(args.bert_benchmark)
+    except BenchmarkError as exc:
+        sys.exit(f"error: {exc}")
+    entries = entries[: args.n] if args.n else entries
+    bert_metrics = metric_names("bert")
+    metrics = tuple(bert_metrics) if args.metric == "all" else tuple(args.metric.split(","))
+    unknown = [m for m in metrics if m not in bert_metrics]
+    if unknown:
+        sys.exit(
+            f"error: not BERT metrics: {', '.join(unknown)} (known: {', '.join(bert_metrics)})"
+        )
+    settings = BertBenchmarkSettings(metrics=metrics, seed=SEED, device=args.device)
+    corpus = load_corpus(args.corpus, "test")
+    scorer = BatchedScorer(settings.setup(metrics), corpus)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    load_before = os.getloadavg()[0]
+    first = entries[0].config
+    engine_run(scorer, first.key, first.to_dict())  # warm-up, not timed
+    print(
+        f"{len(entries)} BERT configurations, metrics {','.join(metrics)}, device "
+        f"{args.device}, {torch.get_num_threads()} threads"
+    )
+    per_arch = []
+    for i, entry in enumerate(entries):
+        seconds, values, error = engine_run(scorer, entry.config.key, entry.config.to_dict(), clock)
+        per_arch.append(
+            {"id": entry.id, "engine_seconds": seconds, "engine_error": error, "metrics": values}
+        )
+        print(f"{i:>3} id {entry.id:<6} engine {seconds:7.3f} s", flush=True)
+    secs = [a["engine_seconds"] for a in per_arch]
+    result = finite_or_null(
+        {
+            "engine_archs_per_s": len(secs) / sum(secs),
+            "baseline_archs_per_s": None,
+            "speedup": None,
+            "device": args.device,
+            "n": len(per_arch),
+            "space": "bert",
+            "metrics": list(metrics),
+            "engine_seconds_per_arch_median": statistics.median(secs),
+            "engine_failed": sum(a["engine_error"] is not None for a in per_arch),
+            "input": {"batch": settings.batch_size, "length": settings.length},
+            "clock": args.clock,
+            "torch_threads": torch.get_num_threads(),
+            "loadavg_1min_before": load_before,
+            "loadavg_1min_after": os.getloadavg()[0],
+            "torch_version": torch.__version__,
+            "cpu": cpu_name(),
+            "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
+            "per_arch": per_arch,
+        }
+    )
+    print(json.dumps({k: v for k, v in result.items() if k != "per_arch"}, indent=2))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     print(f"saved {args.json}")
