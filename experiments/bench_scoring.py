@@ -82,6 +82,19 @@ def engine_run(
     return clock() - t0, dict(ev.metrics), ev.error
 
 
+def run_context(clock: str, load_before: float, device: torch.device) -> dict:
+    """What a timing depends on besides the code: clock, threads, load, versions, hardware."""
+    return {
+        "clock": clock,
+        "torch_threads": torch.get_num_threads(),
+        "loadavg_1min_before": load_before,
+        "loadavg_1min_after": os.getloadavg()[0],
+        "torch_version": torch.__version__,
+        "cpu": cpu_name(),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+    }
+
+
 def forward_pair(
     recipe: dict, sizes: ModelSizes, tokens: torch.Tensor, device: torch.device
 ) -> tuple[float, float]:
@@ -261,13 +274,7 @@ def main() -> None:
         }
     result.update(
         {
-            "clock": args.clock,
-            "torch_threads": torch.get_num_threads(),
-            "loadavg_1min_before": load_before,
-            "loadavg_1min_after": os.getloadavg()[0],
-            "torch_version": torch.__version__,
-            "cpu": cpu_name(),
-            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            **run_context(args.clock, load_before, device),
             "sizes": {**sizes_used, "vocab": len(corpus.vocab)},
             "fast": args.fast,
             "corpus": str(args.corpus),
@@ -334,13 +341,7 @@ def bert_main(args: argparse.Namespace) -> None:
             "engine_seconds_per_arch_median": statistics.median(secs),
             "engine_failed": sum(a["engine_error"] is not None for a in per_arch),
             "input": {"batch": settings.batch_size, "length": settings.length},
-            "clock": args.clock,
-            "torch_threads": torch.get_num_threads(),
-            "loadavg_1min_before": load_before,
-            "loadavg_1min_after": os.getloadavg()[0],
-            "torch_version": torch.__version__,
-            "cpu": cpu_name(),
-            "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
+            **run_context(args.clock, load_before, torch.device(args.device)),
             "per_arch": per_arch,
         }
     )
