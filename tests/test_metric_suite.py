@@ -718,6 +718,15 @@ def test_hidden_drift_is_relative_and_ignores_the_initial_state() -> None:
     assert drift(_FakeProbe(flipping)) == pytest.approx(2.0, rel=1e-12)
 
 
+def test_hidden_cov_fails_on_a_non_finite_state_naming_the_layer() -> None:
+    poisoned = torch.randn(5, 3, 4)
+    poisoned[2, 0, 1] = float("nan")
+    with pytest.raises(
+        MetricFailure, match="non-finite values in the hidden state entering layer 2"
+    ):
+        get_metric("hidden_cov_l2").fn(_FakeProbe(poisoned))
+
+
 def test_hidden_drift_failures_have_reasons() -> None:
     drift = get_metric("hidden_drift_l2").fn
     with pytest.raises(MetricFailure, match="every state entering layer 2 is zero"):

@@ -132,6 +132,18 @@ def test_non_finite_input_raises(bad: float) -> None:
         eig_score(rows)
 
 
+def test_non_finite_values_that_cancel_in_a_sum_still_fail() -> None:
+    """+inf and -inf in one row, beside huge finite values: the check is on the row means."""
+    rows = torch.randn(4, 6, dtype=torch.float64)
+    rows[1, 0], rows[1, 5] = float("inf"), -float("inf")
+    rows[3] = 1e300
+    with pytest.raises(MetricFailure, match="non-finite values in the rows"):
+        eig_score(rows, what="the rows")
+    finite = torch.randn(4, 6, dtype=torch.float64)
+    finite[3] = torch.linspace(-3e38, 3e38, 6, dtype=torch.float64)  # float32's range
+    assert np.isfinite(eig_score(finite)[0])
+
+
 @pytest.mark.parametrize("shape", [(5,), (4, 1), (2, 3, 4)])
 def test_bad_shapes_raise(shape: tuple[int, ...]) -> None:
     with pytest.raises(MetricFailure):

@@ -12,10 +12,8 @@ from .registry import Measured, MetricFailure, register
 
 def hidden_cov(probe, layer: int = 1) -> Measured:
     states = probe.entering_states(layer)  # (T, B, H)
-    if not states.isfinite().all():
-        raise MetricFailure(f"non-finite hidden state entering layer {layer}")
     rows = states.reshape(-1, states.shape[-1]).t()  # (H, T*B): one row per unit
-    score, constant = eig_score(rows)
+    score, constant = eig_score(rows, what=f"the hidden state entering layer {layer}")
     return Measured(score, {f"hidden_cov_l{layer}_constant_units": constant})
 
 
