@@ -442,6 +442,12 @@ def benchmark_parser() -> argparse.ArgumentParser:
     )
     nb.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: %(default)s)")
     nb.add_argument("--no-progress", action="store_true", help="no progress bar")
+    nb.add_argument(
+        "--shared-probe",
+        action="store_true",
+        help="score all metrics on one probe per log, sharing its passes (the same values, "
+        "several times cheaper for --metrics all); each metric's seconds are then the probe's",
+    )
     add_model_options(nb, defaults_from_logs=True)
     add_nbbert_parser(sub)
     return p

@@ -93,6 +93,22 @@ def test_nbnlp_command_end_to_end(log_folder: Path, tmp_path: Path) -> None:
     assert (out / "scatter_hidden_cov.png").stat().st_size > 1000
     assert (out / "scatter_params.png").exists()
     assert "kendall_tau" in proc.stdout and "hidden_cov" in proc.stdout
+    # --shared-probe: one probe for both metrics, the same values and correlations.
+    shared_out = tmp_path / "bench-shared"
+    proc = run_benchmark(
+        "nbnlp", "--logs", str(log_folder), "--corpus", str(require(PTB_DIR)),
+        "--metrics", "hidden_cov,params", "--out", str(shared_out), "--no-progress",
+        "--shared-probe", *TINY,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    shared = pd.read_csv(shared_out / "scores.csv")
+    np.testing.assert_allclose(shared["hidden_cov"], scores["hidden_cov"], rtol=1e-9)
+    assert (shared["hidden_cov_seconds"] == shared["params_seconds"]).all()
+    shared_corr = json.loads((shared_out / "correlations.json").read_text())
+    assert shared_corr["hidden_cov"]["kendall_tau"] == pytest.approx(
+        corr["hidden_cov"]["kendall_tau"]
+    )
+    assert json.loads((shared_out / "run.json").read_text())["shared_probe"] is True
 
 
 @pytest.mark.parametrize(
