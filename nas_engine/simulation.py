@@ -323,11 +323,25 @@ class _Prefiltered:
 
 
 def _prefilter(
-    ordering: Ordering, fitness: Fitness, top_k: int, scoring_share: float, budget: float
+    ordering: Ordering,
+    fitness: Fitness,
+    top_k: int,
+    scoring_share: float,
+    budget: float,
+    cost_metric: str | None = None,
 ) -> _Prefiltered:
-    """Score in order within ``scoring_share`` of the budget; the top ``top_k`` by fitness."""
-    key = ("score", fitness.name)
-    n = ordering.paid(key, ordering.scoring_cost(fitness), scoring_share * budget)
+    """Score in order within ``scoring_share`` of the budget; the top ``top_k`` by fitness.
+    A ``cost_metric`` is scored (and paid) with the fitness, unless the fitness reads it."""
+    key: tuple = ("score", fitness.name)
+    costs = ordering.scoring_cost(fitness)
+    if cost_metric is not None:
+        pool = ordering.pool
+        if cost_metric not in pool.metrics:
+            raise SimulationError(f"pool has no values for metric {cost_metric}")
+        key = (*key, cost_metric)
+        if cost_metric not in fitness.metric_names:
+            costs = costs + np.asarray(pool.scoring_seconds[cost_metric], dtype=float)
+    n = ordering.paid(key, costs, scoring_share * budget)
     return _Prefiltered(n, ordering.spent(key, n), ordering.ranked(fitness, n)[:top_k])
 
 
@@ -419,20 +433,29 @@ class TwoStage:
 
 
 def _train_top(
-    policy: TwoStage | SuccessiveHalving | TwoStageBlend,
+    policy: TwoStage | SuccessiveHalving | TwoStageBlend | CostAwareTwoStage,
     ordering: Ordering,
     budget: float,
     epochs: int,
+    cost_metric: str | None = None,
 ) -> Choice | tuple[_Prefiltered, np.ndarray, int, float]:
     """Scoring and first training stage shared by the multi-stage policies: the fallback
-    :class:`Choice` when nothing gets trained, else (scoring result, the top candidates, how
-    many of them were trained for ``epochs``, seconds spent so far)."""
-    front = _prefilter(ordering, policy.fitness, policy.top_k, policy.scoring_share, budget)
+    :class:`Choice` when nothing gets trained, else (scoring result, the top candidates in
+    training order, how many of them were trained for ``epochs``, seconds spent so far).
+    The training order is the fitness order, or with ``cost_metric`` (lower = cheaper) the
+    cheapest first; equal (or missing, last) estimates keep the fitness order."""
+    front = _prefilter(
+        ordering, policy.fitness, policy.top_k, policy.scoring_share, budget, cost_metric
+    )
     if len(front.top) == 0:
         reason = "budget scores nothing" if front.scored == 0 else "no fitness among scored"
         index = int(ordering.order[0])
         return Choice(policy.name, budget, index, front.spent, front.scored, fallback=reason)
-    costs = ordering.training_seconds(epochs)[front.top]
+    order = front.top
+    if cost_metric is not None:
+        estimate = np.asarray(ordering.pool.metrics[cost_metric], dtype=float)[order]
+        order = order[np.argsort(np.where(np.isnan(estimate), np.inf, estimate), kind="stable")]
+    costs = ordering.training_seconds(epochs)[order]
     n_trained = _n_fitting(costs, budget - front.spent)
     if n_trained == 0:
         return Choice(
@@ -443,7 +466,7 @@ def _train_top(
             front.scored,
             fallback="budget trains nothing; the fitness's choice",
         )
-    return front, front.top, n_trained, front.spent + float(costs[:n_trained].sum())
+    return front, order, n_trained, front.spent + float(costs[:n_trained].sum())
 
 
 @dataclass(frozen=True)
@@ -554,40 +577,15 @@ class CostAwareTwoStage:
         )
 
     def choose(self, ordering: Ordering, budget: float) -> Choice:
-        pool = ordering.pool
-        if self.cost_metric not in pool.metrics:
-            raise SimulationError(f"pool has no values for metric {self.cost_metric}")
-        extra = self.cost_metric not in self.fitness.metric_names
-        key = ("score", self.fitness.name, self.cost_metric)
-        costs = ordering.scoring_cost(self.fitness)
-        if extra:
-            costs = costs + np.asarray(pool.scoring_seconds[self.cost_metric], dtype=float)
-        n_scored = ordering.paid(key, costs, self.scoring_share * budget)
-        scoring_spent = ordering.spent(key, n_scored)
-        top = ordering.ranked(self.fitness, n_scored)[: self.top_k]
-        if len(top) == 0:
-            reason = "budget scores nothing" if n_scored == 0 else "no fitness among scored"
-            index = int(ordering.order[0])
-            return Choice(self.name, budget, index, scoring_spent, n_scored, fallback=reason)
-        estimate = np.asarray(pool.metrics[self.cost_metric], dtype=float)[top]
-        # Stable: equal (or missing, last) estimates keep the fitness order.
-        cheap_first = top[np.argsort(np.where(np.isnan(estimate), np.inf, estimate), kind="stable")]
-        train = ordering.training_seconds(self.epochs)[cheap_first]
-        n_trained = _n_fitting(train, budget - scoring_spent)
-        if n_trained == 0:
-            return Choice(
-                self.name,
-                budget,
-                int(top[0]),
-                scoring_spent,
-                n_scored,
-                fallback="budget trains nothing; the fitness's choice",
-            )
+        trained = _train_top(self, ordering, budget, self.epochs, self.cost_metric)
+        if isinstance(trained, Choice):
+            return trained
+        front, cheap_first, n_trained, spent = trained
         # Among the trained, the lowest loss; ties go to the better fitness, as in TwoStage.
-        trained = np.sort(np.flatnonzero(np.isin(top, cheap_first[:n_trained])))
-        index = _best_proxy(pool, top[trained], self.epochs)
-        spent = scoring_spent + float(train[:n_trained].sum())
-        return Choice(self.name, budget, index, spent, n_scored, n_trained)
+        top = front.top
+        in_fitness_order = top[np.isin(top, cheap_first[:n_trained])]
+        index = _best_proxy(ordering.pool, in_fitness_order, self.epochs)
+        return Choice(self.name, budget, index, spent, front.scored, n_trained)
 
 
 @dataclass(frozen=True)
