@@ -7,7 +7,7 @@ from functools import partial
 import torch
 
 from .eig import eig_score
-from .registry import Measured, MetricFailure, register
+from .registry import Direction, Measured, MetricFailure, register
 
 
 def hidden_cov(probe, layer: int = 1) -> Measured:
@@ -17,16 +17,25 @@ def hidden_cov(probe, layer: int = 1) -> Measured:
     return Measured(score, {f"hidden_cov_l{layer}_constant_units": constant})
 
 
-for _layer in (1, 2, 3):
-    register(
-        f"hidden_cov_l{_layer}",
-        direction="higher",
-        needs={f"entering_states:{_layer}"},
-        description=(
-            f"Serianni & Kalita's hidden covariance at layer {_layer}: eig score of the "
-            "correlation between hidden units over all (sequence, step) states entering the cell"
-        ),
-    )(partial(hidden_cov, layer=_layer))
+def _register_per_layer(name: str, fn, direction: Direction, description: str) -> None:
+    """``name_l1..l3``: ``fn`` at each layer, reading the states entering that layer's cell
+    (``description`` is formatted with the layer)."""
+    for layer in (1, 2, 3):
+        register(
+            f"{name}_l{layer}",
+            direction=direction,
+            needs={f"entering_states:{layer}"},
+            description=description.format(layer=layer),
+        )(partial(fn, layer=layer))
+
+
+_register_per_layer(
+    "hidden_cov",
+    hidden_cov,
+    "higher",
+    "Serianni & Kalita's hidden covariance at layer {layer}: eig score of the correlation "
+    "between hidden units over all (sequence, step) states entering the cell",
+)
 
 
 def hidden_drift(probe, layer: int = 1) -> float:
@@ -46,17 +55,14 @@ def hidden_drift(probe, layer: int = 1) -> float:
     return float((h[1:] - h[:-1]).abs().mean()) / size
 
 
-for _layer in (1, 2, 3):
-    register(
-        f"hidden_drift_l{_layer}",
-        direction="lower",
-        needs={f"entering_states:{_layer}"},
-        description=(
-            f"mean |h_t - h_t-1| / mean |h_t| of the states entering layer {_layer} (t >= 1); "
-            "lower: a slowly moving state, as a complement to hidden_cov (alone it tracks "
-            "hidden_cov and ranks the other way); see experiments/fitness_search.py"
-        ),
-    )(partial(hidden_drift, layer=_layer))
+_register_per_layer(
+    "hidden_drift",
+    hidden_drift,
+    "lower",
+    "mean |h_t - h_t-1| / mean |h_t| of the states entering layer {layer} (t >= 1); lower: a "
+    "slowly moving state, as a complement to hidden_cov (alone it tracks hidden_cov and ranks "
+    "the other way); see experiments/fitness_search.py",
+)
 
 register(
     "hidden_cov",
