@@ -20,25 +20,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from nas_engine.metrics import get_metric, metric_names
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fitness_search  # noqa: E402  (the selection's tau lives there)
 
 OUT = Path(__file__).parent / "out"
 
 
 def ensemble_tau(frame: pd.DataFrame, weights: dict[str, float]) -> tuple[float, int]:
-    """Kendall tau between the ensemble fitness and minus the test loss (higher is better)."""
-    cols = list(weights)
-    sub = frame.dropna(subset=cols)
-    if len(sub) < 3:
-        return float("nan"), len(sub)
-    total = np.zeros(len(sub))
-    for name, w in weights.items():
-        signed = get_metric(name).sign * sub[name].to_numpy(dtype=float)
-        total += w * stats.rankdata(signed) / len(sub)
-    fitness = total / sum(weights.values())
-    return float(stats.kendalltau(fitness, -sub["test_loss"].to_numpy()).statistic), len(sub)
+    """Kendall tau between the ensemble fitness and minus the test loss (higher is better);
+    rows with a missing component are dropped (fitness_search.ensemble_tau on a frame)."""
+    signed = {m: get_metric(m).sign * frame[m].to_numpy(dtype=float) for m in weights}
+    target = frame["test_loss"].to_numpy(dtype=float)
+    return fitness_search.ensemble_tau(signed, weights, target, np.arange(len(frame)))
 
 
 def main() -> int:
