@@ -75,19 +75,15 @@ WEIGHTS = (1, 2, 3)
 
 
 def score_setting(logs: list[TrainingLog], corpus, name: str) -> pd.DataFrame:
-    """The forward metrics of every log at one setting, with the engine's per-log seconds."""
+    """The forward metrics of every log at one setting on one probe per log, with the
+    probe's seconds."""
     e, h, b, t = SETTINGS[name]
-    setup = ScoringSetup(
+    settings = BenchmarkSettings(
         metrics=FORWARD, embedding_size=e, hidden_size=h, batch_size=b, bptt=t, seed=0
     )
-    scorer = BatchedScorer(setup, corpus)
-    rows = []
-    for log in logs:
-        ev = scorer.score(Candidate("", json.loads(log.recipe_json)))
-        row = {"log": log.name, "test_loss": log.final_test_loss, "seconds": ev.seconds}
-        row.update({m: ev.metrics.get(m, math.nan) for m in FORWARD})
-        rows.append(row)
-    return pd.DataFrame(rows)
+    scores = score_logs(logs, corpus, settings, shared_probe=True)
+    scores = scores.rename(columns={f"{FORWARD[0]}_seconds": "seconds"})
+    return scores[["log", "test_loss", "seconds", *FORWARD]]
 
 
 def cached(path: Path, rescore: bool, make) -> pd.DataFrame:
