@@ -79,9 +79,15 @@ def score_setting(logs: list[TrainingLog], corpus, name: str) -> pd.DataFrame:
     probe's seconds."""
     e, h, b, t = SETTINGS[name]
     settings = BenchmarkSettings(
-        metrics=FORWARD, embedding_size=e, hidden_size=h, batch_size=b, bptt=t, seed=0
+        metrics=FORWARD,
+        embedding_size=e,
+        hidden_size=h,
+        batch_size=b,
+        bptt=t,
+        seed=0,
+        together=True,
     )
-    scores = score_logs(logs, corpus, settings, shared_probe=True)
+    scores = score_logs(logs, corpus, settings)
     scores = scores.rename(columns={f"{FORWARD[0]}_seconds": "seconds"})
     return scores[["log", "test_loss", "seconds", *FORWARD]]
 

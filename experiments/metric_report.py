@@ -67,7 +67,9 @@ def suite_seconds(logs, corpus: Corpus, settings: BenchmarkSettings, n: int) -> 
 
 def taus(logs, corpus: Corpus, settings: BenchmarkSettings) -> dict[str, float | None]:
     # Only the taus are needed here, so the metrics share one probe (the same values).
-    corr = correlations(score_logs(logs, corpus, settings, shared_probe=True), settings.metrics)
+    corr = correlations(
+        score_logs(logs, corpus, replace(settings, together=True)), settings.metrics
+    )
     return {m: c["kendall_tau"] for m, c in corr.items()}
 
 

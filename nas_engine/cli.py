@@ -442,12 +442,6 @@ def benchmark_parser() -> argparse.ArgumentParser:
     )
     nb.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: %(default)s)")
     nb.add_argument("--no-progress", action="store_true", help="no progress bar")
-    nb.add_argument(
-        "--shared-probe",
-        action="store_true",
-        help="score all metrics on one probe per log, sharing its passes (the same values, "
-        "several times cheaper for --metrics all); each metric's seconds are then the probe's",
-    )
     add_model_options(nb, defaults_from_logs=True)
     add_nbbert_parser(sub)
     return p
@@ -465,6 +459,11 @@ def _add_benchmark_input_options(nb: argparse.ArgumentParser, what: str) -> None
         choices=("train", "valid", "test"),
         default="test",
         help=f"corpus split whose {what} scored (default: %(default)s)",
+    )
+    nb.add_argument(
+        "--together",
+        action="store_true",
+        help="score all metrics in one probe (shared passes; seconds are for the whole set)",
     )
 
 
@@ -493,11 +492,6 @@ def add_nbbert_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="SPEC",
         help="score only the entries inside this restriction (as search --restrict)",
-    )
-    nb.add_argument(
-        "--together",
-        action="store_true",
-        help="score all metrics in one probe (shared passes; seconds are for the whole set)",
     )
     nb.add_argument(
         "--limit", type=_positive_int, default=None, metavar="N", help="only the first N entries"

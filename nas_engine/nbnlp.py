@@ -110,6 +110,7 @@ class BenchmarkSettings:
     split: str = "test"
     seed: int = 0
     device: str = "cpu"
+    together: bool = False  # one probe for all metrics (shared passes) instead of one each
 
     def setup_for(self, log: TrainingLog, metrics: tuple[str, ...]) -> ScoringSetup:
         """Scoring of ``metrics`` at the log's sizes, unless these settings override them."""
@@ -131,12 +132,11 @@ def score_logs(
     corpus: Corpus,
     settings: BenchmarkSettings,
     on_progress: Callable[[], None] | None = None,
-    shared_probe: bool = False,
 ) -> pd.DataFrame:
     """One row per OK log: the final test loss and, per metric, its value (NaN when it
     failed), its error and its seconds. Each metric is scored on its own, so its seconds are
     what that metric alone costs (model build, passes and computation). With
-    ``shared_probe`` all metrics are scored on one probe per log, sharing its passes (several
+    ``settings.together`` all metrics are scored on one probe per log, sharing its passes (several
     times cheaper for a whole suite, as a search scores it); the values are the same, and
     each metric's seconds are then the whole probe's."""
     scorers: dict[ScoringSetup, Scorer] = {}
@@ -147,7 +147,7 @@ def score_logs(
             scorers[setup] = Scorer(setup, corpus)
         return scorers[setup]
 
-    groups = [settings.metrics] if shared_probe else [(m,) for m in settings.metrics]
+    groups = [settings.metrics] if settings.together else [(m,) for m in settings.metrics]
 
     rows = []
     for log in logs:

@@ -60,6 +60,7 @@ def run_nbnlp(args: argparse.Namespace) -> int:
         split=args.split,
         seed=args.seed,
         device=args.device,
+        together=args.together,
     )
     ok = [log for log in logs if log.ok]
     print(f"corpus: {corpus.description}", file=sys.stderr)
@@ -69,13 +70,7 @@ def run_nbnlp(args: argparse.Namespace) -> int:
     )
     started = time.perf_counter()
     with tqdm(total=len(ok), unit="arch", disable=args.no_progress, file=sys.stderr) as bar:
-        scores = score_logs(
-            logs,
-            corpus,
-            settings,
-            on_progress=lambda: bar.update(1),
-            shared_probe=args.shared_probe,
-        )
+        scores = score_logs(logs, corpus, settings, on_progress=lambda: bar.update(1))
     corr = correlations(scores, settings.metrics)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -87,7 +82,6 @@ def run_nbnlp(args: argparse.Namespace) -> int:
         "logs_ok": len(ok),
         "corpus": corpus.description,
         "settings": settings.__dict__,
-        "shared_probe": args.shared_probe,
         "total_seconds": round(time.perf_counter() - started, 2),
     }
     (out / "run.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")

@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -93,12 +94,12 @@ def test_nbnlp_command_end_to_end(log_folder: Path, tmp_path: Path) -> None:
     assert (out / "scatter_hidden_cov.png").stat().st_size > 1000
     assert (out / "scatter_params.png").exists()
     assert "kendall_tau" in proc.stdout and "hidden_cov" in proc.stdout
-    # --shared-probe: one probe for both metrics, the same values and correlations.
+    # --together: one probe for both metrics, the same values and correlations.
     shared_out = tmp_path / "bench-shared"
     proc = run_benchmark(
         "nbnlp", "--logs", str(log_folder), "--corpus", str(require(PTB_DIR)),
         "--metrics", "hidden_cov,params", "--out", str(shared_out), "--no-progress",
-        "--shared-probe", *TINY,
+        "--together", *TINY,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     shared = pd.read_csv(shared_out / "scores.csv")
@@ -108,7 +109,7 @@ def test_nbnlp_command_end_to_end(log_folder: Path, tmp_path: Path) -> None:
     assert shared_corr["hidden_cov"]["kendall_tau"] == pytest.approx(
         corr["hidden_cov"]["kendall_tau"]
     )
-    assert json.loads((shared_out / "run.json").read_text())["shared_probe"] is True
+    assert json.loads((shared_out / "run.json").read_text())["settings"]["together"] is True
 
 
 @pytest.mark.parametrize(
@@ -132,7 +133,7 @@ def test_nbnlp_missing_logs(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "does not exist" in proc.stderr
 
 
-def test_shared_probe_gives_the_per_metric_values(log_folder: Path) -> None:
+def test_together_gives_the_per_metric_values(log_folder: Path) -> None:
     """One probe for all metrics (the ablations' mode) measures what each metric measures on
     a probe of its own, including which metric fails and why."""
     from helpers import token_corpus
@@ -149,7 +150,7 @@ def test_shared_probe_gives_the_per_metric_values(log_folder: Path) -> None:
     )
     corpus = token_corpus()
     alone = score_logs(logs, corpus, settings)
-    shared = score_logs(logs, corpus, settings, shared_probe=True)
+    shared = score_logs(logs, corpus, replace(settings, together=True))
     assert len(alone) == len(shared) == 7
     for metric in settings.metrics:
         np.testing.assert_allclose(shared[metric], alone[metric], rtol=1e-6, equal_nan=True)
