@@ -96,6 +96,27 @@ def test_constant_rows_count_as_zero_eigenvalues() -> None:
     assert math.isfinite(score)
 
 
+def test_rows_stored_as_columns_score_the_same() -> None:
+    """hidden_cov passes the transpose of a (samples, units) block: scored in that layout, it
+    must give what numpy gives for the rows, constant rows included."""
+    rng = np.random.default_rng(3)
+    varying = rng.normal(size=(5, 40)) * rng.uniform(0.1, 10, size=(5, 1))
+    rows = np.vstack([varying[:2], np.full((1, 40), -3.0), varying[2:]])
+    stored = torch.from_numpy(np.ascontiguousarray(rows.T)).float()  # (samples, units)
+    view = stored.t()
+    assert not view.is_contiguous()
+    score, constant = eig_score(view)
+    assert constant == 1
+    assert score == pytest.approx(
+        numpy_eig_score(stored.t().double().numpy()[[0, 1, 3, 4, 5]]) + DEAD, rel=1e-7
+    )
+    assert score == pytest.approx(eig_score(view.contiguous())[0], rel=1e-9)
+    with pytest.raises(MetricFailure, match="non-finite"):
+        bad = stored.clone()
+        bad[7, 2] = float("nan")
+        eig_score(bad.t())
+
+
 @pytest.mark.parametrize("n", [1, 2, 5])
 def test_all_constant_rows_give_a_finite_score(n: int) -> None:
     rows = torch.arange(n, dtype=torch.float64)[:, None].repeat(1, 7)
