@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from threadpoolctl import ThreadpoolController
 
 from search_spaces import get_space
 
@@ -80,6 +81,11 @@ class Scorer:
         # The plan: the union of the metrics' needs, each a declared pass of the space's probe.
         self.needs = frozenset(n for m in self.metrics for n in m.needs)
         self.prober: Prober = PROBERS[setup.space](setup, corpus, self.device, self.needs)
+        # numpy's and scipy's BLAS (OpenBLAS, for the eigen score) run single-threaded inside
+        # a score: torch's own threads do the parallel work, and OpenBLAS threads left
+        # spinning after a call took the cores from them (at the benchmark's sizes on 2
+        # cores, a score took 0.30 s with both pools at 2 threads against 0.16 s so).
+        self._blas = ThreadpoolController()
 
     def probe(self, arch) -> RNNProbe | BertProbe:
         """The probe of one (validated) architecture, planned for this scorer's metrics."""
@@ -89,6 +95,10 @@ class Scorer:
         """Every metric of the setup, each on its own: one that fails does not stop the others
         (a multi-metric record keeps what could be measured); any failure fails the result,
         with every reason."""
+        with self._blas.limit(limits=1, user_api="blas"):
+            return self._score(candidate)
+
+    def _score(self, candidate: Candidate) -> Evaluation:
         start = time.perf_counter()
         metrics: dict[str, float] = {}
         details: dict = {}
