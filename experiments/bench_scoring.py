@@ -15,7 +15,11 @@ engine's fast mode sizes), PTB test input, seed 0:
   then ``np.corrcoef`` and the general ``np.linalg.eig`` on the host (bench_hidden_cov.py).
 
 Engine and baseline alternate architecture by architecture after one untimed warm-up of each,
-so load from other work on the machine falls on both alike; run it 2-3 times. Other metrics
+so load from other work on the machine falls on both alike; run it 2-3 times. numpy's and
+scipy's BLAS run at one thread for the whole run (``--blas-threads``): torch's threads do the
+parallel work, and OpenBLAS threads left spinning after the baseline's numpy calls otherwise
+slow the engine's next score (the engine keeps them at one thread inside its scores; the
+baseline was as fast either way, 0.84 vs 0.85 s on a 2-core Xeon). Other metrics
 (``--metric all``: the whole training-free RNN suite, or a comma list) time the engine only
 (the baseline fields are null). ``--forward`` also times the first layer's forward alone,
 compiled against the interpreted path (the graph walked at every step), on the same
@@ -41,6 +45,7 @@ import time
 from pathlib import Path
 
 import torch
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_hidden_cov import (  # noqa: E402  (the baseline lives there)
@@ -82,11 +87,12 @@ def engine_run(
     return clock() - t0, dict(ev.metrics), ev.error
 
 
-def run_context(clock: str, load_before: float, device: torch.device) -> dict:
+def run_context(clock: str, load_before: float, device: torch.device, blas: int) -> dict:
     """What a timing depends on besides the code: clock, threads, load, versions, hardware."""
     return {
         "clock": clock,
         "torch_threads": torch.get_num_threads(),
+        "blas_threads": blas or "default",
         "loadavg_1min_before": load_before,
         "loadavg_1min_after": os.getloadavg()[0],
         "torch_version": torch.__version__,
@@ -133,6 +139,15 @@ def main() -> None:
         "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
     )
     parser.add_argument(
+        "--blas-threads",
+        type=int,
+        default=1,
+        help="threads of numpy's and scipy's BLAS for the whole run, baseline included (0: "
+        "their default). Default 1: OpenBLAS threads left spinning after the baseline's numpy "
+        "calls otherwise take the cores from the engine's next score (the engine limits them "
+        "inside its own scores; the baseline is as fast either way)",
+    )
+    parser.add_argument(
         "--clock",
         choices=("wall", "cpu"),
         default="wall",
@@ -152,6 +167,14 @@ def main() -> None:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.blas_threads:
+        with threadpool_limits(limits=args.blas_threads, user_api="blas"):
+            run(args)
+    else:
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     if args.space == "bert":
         bert_main(args)
         return
@@ -274,7 +297,7 @@ def main() -> None:
         }
     result.update(
         {
-            **run_context(args.clock, load_before, device),
+            **run_context(args.clock, load_before, device, args.blas_threads),
             "sizes": {**sizes_used, "vocab": len(corpus.vocab)},
             "fast": args.fast,
             "corpus": str(args.corpus),
@@ -341,7 +364,7 @@ def bert_main(args: argparse.Namespace) -> None:
             "engine_seconds_per_arch_median": statistics.median(secs),
             "engine_failed": sum(a["engine_error"] is not None for a in per_arch),
             "input": {"batch": settings.batch_size, "length": settings.length},
-            **run_context(args.clock, load_before, torch.device(args.device)),
+            **run_context(args.clock, load_before, torch.device(args.device), args.blas_threads),
             "per_arch": per_arch,
         }
     )
