@@ -9,7 +9,9 @@ the real NAS-Bench-NLP learning curves.
 benchmark's GPU runs), and training-free scores with their measured seconds per architecture
 from ``experiments/out/nbnlp_all_metrics_fast/scores.csv`` (fast sizes E=48, H=64, B=25, T=35,
 the 2-core AMD EPYC CPU of the dev machine; each metric timed on its own, model build
-included). The parameter count is the log's ``num_params``.
+included). The parameter count is the log's ``num_params``. The recipe that
+``fitness_search.py`` chose (``--recipe``) is scored at its own sizes, from that script's score
+table (its probe's seconds, 2-core Intel Xeon, one thread).
 
 **Budget**: seconds of search compute, on a log grid from one architecture-epoch (the pool's
 median first-epoch seconds) to the whole pool's first epoch (the sum of every architecture's
@@ -19,7 +21,8 @@ every method and not counted.
 
 **Methods**, for one random ordering of the pool (``nas_engine.simulation`` has the exact
 rules): random choice (the first architecture); parameter count and training-free
-(``hidden_cov``; the ensemble chosen in ``ensemble_selection.json``, ranked by the engine's
+(``hidden_cov``; the ensemble chosen in ``ensemble_selection.json``; the fitness_search
+recipe; each ranked by the engine's
 ``Fitness`` against the architectures scored so far): score in order while the budget lasts,
 choose the best fitness; trained proxy with E = 1, 3, 10 epochs: train in order while the
 budget lasts, choose the lowest validation loss after E epochs; the multi-stage designs, each
@@ -51,7 +54,10 @@ with its own best, targets and budgets; rule: the largest *stays* ratio, then th
 random half-pools and on the full pool. The two sets of half-pools are drawn from the same
 341 architectures, so they hold out pool composition and ordering, not architectures. Every
 setting runs on the selection half-pools; the original two-stage grid, each design's best
-per pre-filter and the selected one run on the others.
+per pre-filter and the selected one run on the others. The fitness_search recipe was itself
+chosen on half of the logs, which make up about half of every half-pool; so the reported
+settings also run on each half of the logs as a pool of its own (random orderings): the half
+the recipe was chosen on, and the half it never saw.
 
 **Scoring costs on other hardware**: the same simulation with training-free scoring charged
 at the H100 full-size seconds (``hidden_cov``: ``bench_hidden_cov_cuda_h100.json``; other
@@ -72,6 +78,7 @@ import re
 import sys
 import time
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -100,13 +107,15 @@ from nas_engine.simulation import (
 OUT = Path(__file__).parent / "out"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 PROXY_EPOCHS = (1, 3, 10)
-# Pre-filters of the multi-stage designs: the single metric and the ensemble of
-# ensemble_selection.json (whose ntk_cond costs 600 of its 745 s per pool), and cheaper ones
+# Pre-filters of the multi-stage designs: the single metric, the ensemble of
+# ensemble_selection.json (whose ntk_cond costs 600 of its 745 s per pool), the recipe of
+# fitness_search.json (scored at its own sizes, from that script's score table), and cheaper ones
 # built from hidden_cov (7 s per pool) with the cheapest gradient metrics, grad_norm (73 s)
 # and synflow (137 s), or from hidden_cov's first three layers (34 s).
 PREFILTERS = (
     "hidden_cov",
     "ensemble",
+    "recipe",
     "grad_norm",
     "hidden_cov+grad_norm",
     "hidden_cov+synflow",
@@ -132,6 +141,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--logs", default=str(SHARED / "nasbench_nlp_wt2" / "logs.zip"))
     parser.add_argument("--scores", default=str(OUT / "nbnlp_all_metrics_fast" / "scores.csv"))
     parser.add_argument("--ensemble", default=str(OUT / "ensemble_selection.json"))
+    parser.add_argument(
+        "--recipe",
+        default=str(OUT / "fitness_search" / "fitness_search.json"),
+        help="fitness_search.py's result: its chosen recipe is a pre-filter, its metrics "
+        "taken from the score table of the recipe's sizes beside it",
+    )
     parser.add_argument("--orderings", type=int, default=200)
     parser.add_argument("--half-pools", type=int, default=100, help="per selection / report")
     parser.add_argument("--budgets", type=int, default=121, help="grid points (log scale)")
@@ -165,10 +180,47 @@ def h100_seconds(pool: Pool) -> tuple[dict[str, float], dict[str, str]]:
     return seconds, source
 
 
+@dataclass(frozen=True)
+class SearchedRecipe:
+    """fitness_search.py's chosen recipe: its spec, size setting, score table (one row per
+    log, the script's forward metrics with the probe's seconds) and the names of the logs of
+    the half it was chosen on."""
+
+    spec: str
+    setting: str
+    table: pd.DataFrame
+    chosen_on: frozenset[str]
+
+
+def fitness_search_recipe(path: Path) -> SearchedRecipe:
+    result = json.loads(path.read_text())
+    chosen = result["chosen"]
+    table = pd.read_csv(path.parent / f"scores_{chosen['setting']}.csv")
+    # fitness_search.py's split: a permutation of its score table's rows, the first half chose.
+    names = list(table["log"])
+    order = np.random.default_rng(result["split_seed"]).permutation(len(names))
+    chosen_on = frozenset(names[i] for i in order[: result["selection_n"]])
+    return SearchedRecipe(chosen["spec"], chosen["setting"], table, chosen_on)
+
+
+def with_recipe_scores(scores: pd.DataFrame, recipe: SearchedRecipe, fitness: Fitness):
+    """``scores`` with the recipe's metrics (and seconds) replaced by the recipe table's, at
+    the recipe's sizes. The table names layer 1 of hidden_cov ``hidden_cov_l1`` (the same
+    metric); the probe's seconds, which serve all its metrics at once, are split evenly among
+    the recipe's metrics, so that the recipe costs one probe."""
+    table = recipe.table.set_index("log").loc[scores["log"]]
+    out = scores.copy()
+    for m in fitness.metric_names:
+        column = "hidden_cov_l1" if m == "hidden_cov" else m
+        out[m] = table[column].to_numpy()
+        out[f"{m}_seconds"] = table["seconds"].to_numpy() / len(fitness.metric_names)
+    return out
+
+
 def baselines_for(fitnesses: dict[str, Fitness]) -> list:
     policies: list = [RandomChoice(), TrainingFree(fitnesses["params"], label="parameter count")]
     policies += [TrainedProxy(e) for e in PROXY_EPOCHS]
-    return policies + [TrainingFree(fitnesses[key]) for key in ("hidden_cov", "ensemble")]
+    return policies + [TrainingFree(fitnesses[key]) for key in ("hidden_cov", "ensemble", "recipe")]
 
 
 def candidates_for(fitnesses: dict[str, Fitness], top_k: tuple[int, ...]) -> list:
@@ -200,15 +252,37 @@ def candidates_for(fitnesses: dict[str, Fitness], top_k: tuple[int, ...]) -> lis
     return policies
 
 
+@dataclass(frozen=True)
+class Replicate:
+    """One simulated search: a pool, one ordering of it, and the same pool with the recipe's
+    metrics (the fitness_search recipe is scored at its own sizes, so its hidden_cov is not
+    the fast-size one the other pre-filters read)."""
+
+    pool: Pool
+    order: np.ndarray
+    recipe_pool: Pool
+
+    def pool_for(self, policy, recipe: str) -> Pool:
+        fitness = getattr(policy, "fitness", None)
+        return self.recipe_pool if fitness is not None and fitness.name == recipe else self.pool
+
+
 def run_replicates(
-    replicates: list[tuple[Pool, np.ndarray]], policies: list, fractions: np.ndarray
+    replicates: list[Replicate], policies: list, fractions: np.ndarray, recipe: str
 ) -> dict[str, RegretCurves]:
     """Each policy's regret per replicate (a pool and one ordering of it) and budget, the
-    budgets being ``fractions`` of that replicate pool's whole first epoch."""
-    per = [
-        simulate(pool, policies, [order], fractions * pool.first_epoch_total())
-        for pool, order in replicates
-    ]
+    budgets being ``fractions`` of that replicate pool's whole first epoch; policies whose
+    fitness is ``recipe`` (a name) run on the replicate's recipe pool."""
+    per = []
+    for r in replicates:
+        budgets = fractions * r.pool.first_epoch_total()
+        curves = {}
+        for use_recipe in (False, True):
+            group = [p for p in policies if (r.pool_for(p, recipe) is r.recipe_pool) == use_recipe]
+            if group:
+                pool = r.recipe_pool if use_recipe else r.pool
+                curves.update(simulate(pool, group, [r.order], budgets))
+        per.append(curves)
     return {
         p.name: RegretCurves(
             p.name,
@@ -342,6 +416,8 @@ def markdown(result: dict, evals: dict, shown: list[str], selected: str) -> str:
         ("full", "all architectures, orderings"),
         ("selection", "random half-pools, selection"),
         ("report", "random half-pools, held out"),
+        ("recipe_chosen_on", "the logs fitness_search chose its recipe on, one pool, orderings"),
+        ("recipe_held_out", "the logs fitness_search held out, one pool, orderings"),
     ):
         e = evals[key]
         ratio = e["ratio"][selected]
@@ -448,18 +524,28 @@ def main() -> int:
     except LogsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for path in (args.scores, args.ensemble):
+    for path in (args.scores, args.ensemble, args.recipe):
         if not Path(path).exists():
             print(f"error: {path} not found (run its experiment first)", file=sys.stderr)
             return 2
     ensemble_spec = json.loads(Path(args.ensemble).read_text())["best_recipe"]
+    recipe = fitness_search_recipe(Path(args.recipe))
     fitnesses = {
         "params": Fitness.parse("params", "rnn"),
         "ensemble": Fitness.parse(ensemble_spec, "rnn"),
+        "recipe": Fitness.parse(recipe.spec, "rnn"),
     }
-    fitnesses.update({key: Fitness.parse(key, "rnn") for key in PREFILTERS if key != "ensemble"})
-    metrics = sorted({m for f in fitnesses.values() for m in f.metric_names})
-    pool = pool_from_logs(logs, pd.read_csv(args.scores), metrics)
+    fitnesses.update({key: Fitness.parse(key, "rnn") for key in PREFILTERS if key not in fitnesses})
+    recipe_name = fitnesses["recipe"].name
+    # The recipe's metrics exist only at its own sizes, in its pool.
+    metrics = sorted({m for key, f in fitnesses.items() if key != "recipe" for m in f.metric_names})
+    scores = pd.read_csv(args.scores)
+    pool = pool_from_logs(logs, scores, metrics)
+    recipe_pool = pool_from_logs(
+        logs,
+        with_recipe_scores(scores, recipe, fitnesses["recipe"]),
+        sorted(set(metrics) | set(fitnesses["recipe"].metric_names)),
+    )
     baselines = baselines_for(fitnesses)
     candidates = candidates_for(fitnesses, args.top_k)
 
@@ -467,18 +553,21 @@ def main() -> int:
     total, unit = pool.first_epoch_total(), pool.architecture_epoch()
     fractions = log_budgets(unit / total, 1.0, args.budgets)
     rng = np.random.default_rng(args.seed)
-    full_orders = [(pool, rng.permutation(pool.size)) for _ in range(args.orderings)]
+    full_orders = [
+        Replicate(pool, rng.permutation(pool.size), recipe_pool) for _ in range(args.orderings)
+    ]
     # Random half-pools (a random half of the architectures, in a random order): the first
     # half of them select the multi-stage setting, the others report it.
     half_fractions = log_budgets(2 * unit / total, 1.0, args.budgets)
     half_pools = []
     for _ in range(2 * args.half_pools):
         members = np.sort(rng.choice(pool.size, pool.size // 2, replace=False))
-        half_pools.append((pool.subset(members), rng.permutation(pool.size // 2)))
+        order = rng.permutation(pool.size // 2)
+        half_pools.append(Replicate(pool.subset(members), order, recipe_pool.subset(members)))
     # Every setting runs on the selection half-pools; only those reported (the original grid,
     # each design's best on the selection half-pools, the selected) on the others.
     selection_curves = run_replicates(
-        half_pools[: args.half_pools], baselines + candidates, half_fractions
+        half_pools[: args.half_pools], baselines + candidates, half_fractions, recipe_name
     )
     selection = evaluate(selection_curves, baselines + candidates, args.seed, summarise=())
     selected = select_setting(selection)
@@ -501,32 +590,55 @@ def main() -> int:
     selection = evaluate(
         selection_curves, baselines + candidates, args.seed, summarise=reported_names
     )
-    full_curves = run_replicates(full_orders, reported, fractions)
-    report_curves = run_replicates(half_pools[args.half_pools :], reported, half_fractions)
+    full_curves = run_replicates(full_orders, reported, fractions, recipe_name)
+    report_curves = run_replicates(
+        half_pools[args.half_pools :], reported, half_fractions, recipe_name
+    )
     evals = {
         "full": evaluate(full_curves, reported, args.seed),
         "selection": selection,
         "report": evaluate(report_curves, reported, args.seed),
     }
+    # The recipe was chosen on half of the logs, and every half-pool holds about half of
+    # those: the two halves as pools of their own (random orderings), the held-out one never
+    # seen by the recipe's choice.
+    for key, inside in (("recipe_chosen_on", True), ("recipe_held_out", False)):
+        members = [i for i, n in enumerate(pool.names) if (n in recipe.chosen_on) == inside]
+        sub, sub_recipe = pool.subset(members), recipe_pool.subset(members)
+        sub_fractions = log_budgets(
+            sub.architecture_epoch() / sub.first_epoch_total(), 1.0, args.budgets
+        )
+        replicates = [
+            Replicate(sub, rng.permutation(sub.size), sub_recipe) for _ in range(args.orderings)
+        ]
+        evals[key] = evaluate(
+            run_replicates(replicates, reported, sub_fractions, recipe_name), reported, args.seed
+        )
     print(f"simulated in {time.perf_counter() - started:.0f} s; selected: {selected}")
 
     # The full pool with scoring charged at other speeds (trained proxies are unaffected).
     h100, h100_source = h100_seconds(pool)
     chosen = next(p for p in candidates if p.name == selected)
-    scenario_pools = {
-        "CPU as measured (2-core EPYC, fast sizes)": pool,
-        "H100, full-size seconds": pool.with_scoring_seconds(h100),
-        "100 x the CPU seconds": pool.with_scoring_seconds(
-            {m: 100 * np.asarray(s) for m, s in pool.scoring_seconds.items()}
-        ),
-    }
+    chosen_pool = full_orders[0].pool_for(chosen, recipe_name)
+
+    def scenarios(p: Pool) -> dict[str, Pool]:
+        return {
+            "CPU as measured (fast sizes; the recipe at its own sizes)": p,
+            "H100, full-size seconds": p.with_scoring_seconds(h100),
+            "100 x the CPU seconds": p.with_scoring_seconds(
+                {m: 100 * np.asarray(s) for m, s in p.scoring_seconds.items()}
+            ),
+        }
+
+    scenario_pools, regular_scenarios = scenarios(chosen_pool), scenarios(pool)
     cost_scenarios = {}
     for name, scenario_pool in scenario_pools.items():
-        orders = [(scenario_pool, order) for _, order in full_orders]
-        curves = run_replicates(orders, [chosen], fractions)[selected]
+        orders = [Replicate(scenario_pool, r.order, scenario_pool) for r in full_orders]
+        curves = run_replicates(orders, [chosen], fractions, recipe_name)[selected]
         b = first_budget_reaching(fractions, curves.mean, evals["full"]["target"])
+        regular = regular_scenarios[name]
         seconds = {
-            key: float(scenario_pool.scoring_cost(fitnesses[key]).sum())
+            key: float(regular.scoring_cost(fitnesses[key]).sum())
             for key in ("hidden_cov", "ensemble")
         }
         seconds["selected"] = float(scenario_pool.scoring_cost(chosen.fitness).sum())
@@ -576,6 +688,7 @@ def main() -> int:
             "logs": args.logs,
             "scores": args.scores,
             "ensemble": ensemble_spec,
+            "recipe": {"spec": recipe.spec, "setting": recipe.setting, "from": args.recipe},
         },
         "hardware": {
             "training": "the logged epoch seconds of NAS-Bench-NLP (its GPU runs at the "
@@ -592,7 +705,8 @@ def main() -> int:
             "first_epoch_total_seconds": total,
             "first_epoch_total_architecture_epochs": total / unit,
             "scoring_seconds_whole_pool": {
-                key: float(pool.scoring_cost(f).sum()) for key, f in fitnesses.items()
+                key: float((recipe_pool if key == "recipe" else pool).scoring_cost(f).sum())
+                for key, f in fitnesses.items()
             },
         },
         "headline": {
@@ -602,6 +716,8 @@ def main() -> int:
             "ratio_all_architectures": evals["full"]["ratio"][selected],
             "ratio_half_pools_selection": evals["selection"]["ratio"][selected],
             "ratio_half_pools_held_out": evals["report"]["ratio"][selected],
+            "ratio_recipe_chosen_on_logs": evals["recipe_chosen_on"]["ratio"][selected],
+            "ratio_recipe_held_out_logs": evals["recipe_held_out"]["ratio"][selected],
             "ratio_staying_all_architectures": evals["full"]["staying"][selected],
             "ratio_staying_half_pools_selection": evals["selection"]["staying"][selected],
             "ratio_staying_half_pools_held_out": evals["report"]["staying"][selected],
@@ -615,7 +731,7 @@ def main() -> int:
         "reported_ratios": {
             n: {
                 key: {"reaches": evals[key]["ratio"][n], "stays": evals[key]["staying"][n]}
-                for key in ("full", "selection", "report")
+                for key in ("full", "selection", "report", "recipe_chosen_on", "recipe_held_out")
             }
             for n in reported_names
             if n in evals["full"]["ratio"]

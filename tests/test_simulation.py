@@ -7,6 +7,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,8 +15,10 @@ import pytest
 from helpers import LOGS_ZIP, require
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy import stats
 
 from nas_engine.fitness import Fitness
+from nas_engine.metrics import get_metric
 from nas_engine.nbnlp import TrainingLog
 from nas_engine.simulation import (
     CostAwareTwoStage,
@@ -473,6 +476,26 @@ def test_experiment_script_end_to_end(tmp_path):
     assert one_epoch[-1] == pytest.approx(pick["test_losses"][-1] - best, abs=1e-6)
     assert full["budget_fractions"][-1] == pytest.approx(1.0)
     assert result["pool"]["size"] == len(raw)
+
+    # The fitness_search recipe is scored at its own sizes: with the whole first epoch the
+    # training-free method scores every architecture and picks the recipe's best, computed
+    # here from fitness_search's table by the rank rule written out (direction-applied
+    # mid-rank percentiles, weighted mean; a failed component drops the architecture).
+    recipe = result["settings"]["recipe"]
+    chosen = json.loads(Path(recipe["from"]).read_text())["chosen"]
+    table = pd.read_csv(Path(recipe["from"]).parent / f"scores_{chosen['setting']}.csv")
+    columns = {"hidden_cov": "hidden_cov_l1"}
+    fitness = np.zeros(len(table))
+    for metric, weight in chosen["weights"].items():
+        values = get_metric(metric).sign * table[columns.get(metric, metric)].to_numpy(float)
+        scored = np.isfinite(values)
+        percentile = np.full(len(values), np.nan)
+        percentile[scored] = stats.rankdata(values[scored]) / scored.sum()
+        fitness = fitness + weight * percentile
+    fitness[~np.isfinite(fitness)] = -np.inf
+    picked = int(np.argmax(fitness))
+    free = full["methods"][f"training-free, {recipe['spec']}"]["mean"]
+    assert free[-1] == pytest.approx(table["test_loss"][picked] - best, abs=1e-6)
 
 
 def test_experiment_script_missing_scores_is_exit_2(tmp_path):
