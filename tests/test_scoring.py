@@ -182,3 +182,23 @@ def test_a_failing_metric_does_not_stop_the_metrics_after_it(temp_metric) -> Non
     # The metrics after each failure were still measured, with the values they have alone.
     alone = scorer_for("hidden_cov", "params").score(candidate())
     assert evaluation.metrics == alone.metrics
+
+
+def test_blas_pools_are_single_threaded_inside_a_score_only(temp_metric) -> None:
+    """numpy's and scipy's BLAS run at one thread while a score runs (their spinning threads
+    would take the cores from torch's), and get their thread count back afterwards."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen: list[list[int]] = []
+
+    def blas_threads(probe) -> float:
+        seen.append([p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"])
+        return 1.0
+
+    name = temp_metric("test_blas_threads", blas_threads)
+    with threadpool_limits(limits=2, user_api="blas"):
+        scorer = scorer_for(name)
+        assert scorer.score(candidate()).status == "ok"
+        after = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    assert seen and seen[0] and all(n == 1 for n in seen[0])
+    assert after and all(n == 2 for n in after)
