@@ -84,7 +84,7 @@ class Scorer:
         # numpy's and scipy's BLAS (OpenBLAS, for the eigen score) run single-threaded inside
         # a score: torch's own threads do the parallel work, and OpenBLAS threads left
         # spinning after a call took the cores from them (at the benchmark's sizes on 2
-        # cores, a score took 0.30 s with both pools at 2 threads against 0.16 s so).
+        # cores, a score took 0.30 s with both pools at 2 threads, 0.16 s with OpenBLAS at 1).
         self._blas = ThreadpoolController()
 
     def probe(self, arch) -> RNNProbe | BertProbe:
