@@ -48,10 +48,8 @@ def main() -> int:
     scores = pd.read_csv(args.scores)
     known = set(metric_names("rnn")) - {"hidden_cov_l1"}  # hidden_cov_l1 = hidden_cov
     metrics = [c for c in scores.columns if c in known]
-    rng = np.random.default_rng(args.seed)
-    order = rng.permutation(len(scores))
-    half = len(scores) // 2
-    choose, report = scores.iloc[order[:half]], scores.iloc[order[half:]]
+    choose_rows, report_rows = fitness_search.split_halves(len(scores), args.seed)
+    choose, report = scores.iloc[choose_rows], scores.iloc[report_rows]
 
     candidates = []
     for k in (1, 2, 3):

@@ -106,6 +106,13 @@ def cached(path: Path, rescore: bool, make) -> pd.DataFrame:
     return frame
 
 
+def split_halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The selection half and the held-out half of ``n`` table rows: a seed-``seed``
+    permutation, first half and the rest (ensemble_selection.py's and this script's split)."""
+    order = np.random.default_rng(seed).permutation(n)
+    return order[: n // 2], order[n // 2 :]
+
+
 def percentile(values: np.ndarray) -> np.ndarray:
     """Mid-rank percentile, NaN kept NaN (the engine's rule drops a result with a missing
     component; here the rows with any NaN component are dropped before the tau)."""
@@ -195,10 +202,10 @@ def seed_robustness(
     out: dict = {"seeds": list(range(args.seeds))}
     for label, spec in (("recipe", weights), ("hidden_cov", {"hidden_cov_l1": 1})):
         per_half = {}
+        averaged_pool = {f"{m}@{i}": pool[m] for i, pool in enumerate(signed) for m in spec}
+        averaged = {f"{m}@{i}": w for i in range(len(signed)) for m, w in spec.items()}
         for half, rows in zip(("selection", "held_out"), halves, strict=True):
             per_seed = [ensemble_tau(pool, spec, target, rows)[0] for pool in signed]
-            averaged_pool = {f"{m}@{i}": pool[m] for i, pool in enumerate(signed) for m in spec}
-            averaged = {f"{m}@{i}": w for i in range(len(signed)) for m, w in spec.items()}
             per_half[half] = {
                 "per_seed": per_seed,
                 "mean": float(np.mean(per_seed)),
@@ -270,9 +277,7 @@ def main() -> int:
             return 2
     scoring_seconds = time.perf_counter() - started
     target = fast_all["test_loss"].to_numpy(dtype=float)
-    order = np.random.default_rng(args.split_seed).permutation(len(names))
-    half = len(names) // 2
-    choose, report, everything = order[:half], order[half:], np.arange(len(names))
+    (choose, report), everything = split_halves(len(names), args.split_seed), np.arange(len(names))
 
     # Direction-applied values per setting (a search scores every component at one size).
     pools: dict[str, dict[str, np.ndarray]] = {}

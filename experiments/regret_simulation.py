@@ -104,6 +104,9 @@ from nas_engine.simulation import (
     simulate,
 )
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fitness_search  # noqa: E402  (its split of the logs)
+
 OUT = Path(__file__).parent / "out"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 PROXY_EPOCHS = (1, 3, 10)
@@ -196,10 +199,9 @@ def fitness_search_recipe(path: Path) -> SearchedRecipe:
     result = json.loads(path.read_text())
     chosen = result["chosen"]
     table = pd.read_csv(path.parent / f"scores_{chosen['setting']}.csv")
-    # fitness_search.py's split: a permutation of its score table's rows, the first half chose.
     names = list(table["log"])
-    order = np.random.default_rng(result["split_seed"]).permutation(len(names))
-    chosen_on = frozenset(names[i] for i in order[: result["selection_n"]])
+    chosen_rows, _ = fitness_search.split_halves(len(names), result["split_seed"])
+    chosen_on = frozenset(names[i] for i in chosen_rows)
     return SearchedRecipe(chosen["spec"], chosen["setting"], table, chosen_on)
 
 
@@ -263,8 +265,13 @@ class Replicate:
     recipe_pool: Pool
 
     def pool_for(self, policy, recipe: str) -> Pool:
-        fitness = getattr(policy, "fitness", None)
-        return self.recipe_pool if fitness is not None and fitness.name == recipe else self.pool
+        return self.recipe_pool if uses_recipe(policy, recipe) else self.pool
+
+
+def uses_recipe(policy, recipe: str) -> bool:
+    """Whether ``policy`` ranks by the recipe (a fitness name), so reads the recipe pool."""
+    fitness = getattr(policy, "fitness", None)
+    return fitness is not None and fitness.name == recipe
 
 
 def run_replicates(
@@ -273,14 +280,14 @@ def run_replicates(
     """Each policy's regret per replicate (a pool and one ordering of it) and budget, the
     budgets being ``fractions`` of that replicate pool's whole first epoch; policies whose
     fitness is ``recipe`` (a name) run on the replicate's recipe pool."""
+    on_recipe = [p for p in policies if uses_recipe(p, recipe)]
+    others = [p for p in policies if not uses_recipe(p, recipe)]
     per = []
     for r in replicates:
         budgets = fractions * r.pool.first_epoch_total()
         curves = {}
-        for use_recipe in (False, True):
-            group = [p for p in policies if (r.pool_for(p, recipe) is r.recipe_pool) == use_recipe]
+        for pool, group in ((r.pool, others), (r.recipe_pool, on_recipe)):
             if group:
-                pool = r.recipe_pool if use_recipe else r.pool
                 curves.update(simulate(pool, group, [r.order], budgets))
         per.append(curves)
     return {
