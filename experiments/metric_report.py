@@ -13,6 +13,10 @@ Kendall tau over ``--repeats`` runs:
 - seeds: the initialisation seed is i;
 - corpus: PTB test text against the embedded synthetic corpus (one run each).
 
+Each ablation run's scores are kept in OUT/runs/<run>.csv, written every ``CHUNK`` logs.
+``--resume`` reuses them: a stopped run goes on where it stopped, and a larger ``--limit``
+scores only the logs that are new (it refuses runs made with other settings).
+
 Writes OUT/metric_report.json, OUT/metric_report.md and OUT/scatter_grid.png.
 """
 
@@ -28,6 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from nas_engine.corpus import Corpus, embedded_corpus, load_corpus
@@ -65,12 +70,46 @@ def suite_seconds(logs, corpus: Corpus, settings: BenchmarkSettings, n: int) -> 
     return statistics.median(seconds)
 
 
-def taus(logs, corpus: Corpus, settings: BenchmarkSettings) -> dict[str, float | None]:
-    # Only the taus are needed here, so the metrics share one probe (the same values).
-    corr = correlations(
-        score_logs(logs, corpus, replace(settings, together=True)), settings.metrics
-    )
-    return {m: c["kendall_tau"] for m, c in corr.items()}
+CHUNK = 20  # logs scored between two writes of a run's scores
+
+
+class RunStore:
+    """The per-log scores of each ablation run, one CSV per run under ``folder``."""
+
+    def __init__(self, folder: Path, settings: BenchmarkSettings, resume: bool) -> None:
+        self.folder = folder
+        stamp = json.dumps({k: v for k, v in settings.__dict__.items()}, default=str)
+        stamp_path = folder / "settings.json"
+        if resume and stamp_path.exists() and stamp_path.read_text() != stamp:
+            raise SystemExit(
+                f"error: {folder} holds runs made with other settings "
+                f"({stamp_path.read_text()}); use another --out or drop --resume"
+            )
+        if not resume:
+            for old in folder.glob("*.csv"):
+                old.unlink()
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp_path.write_text(stamp)
+
+    def scores(self, run: str, logs, corpus: Corpus, settings: BenchmarkSettings) -> pd.DataFrame:
+        """The run's scores for the OK ``logs``, scoring only those not yet on disk."""
+        path = self.folder / f"{run}.csv"
+        done = pd.read_csv(path) if path.exists() else pd.DataFrame({"log": []})
+        todo = [log for log in logs if log.ok and log.name not in set(done["log"])]
+        # The metrics share one probe: only the values are needed here, and they are the same.
+        together = replace(settings, together=True)
+        for start in range(0, len(todo), CHUNK):
+            fresh = score_logs(todo[start : start + CHUNK], corpus, together)
+            done = pd.concat([done, fresh], ignore_index=True) if len(done) else fresh
+            done.to_csv(path, index=False)
+        wanted = {log.name for log in logs if log.ok}
+        return done[done["log"].isin(wanted)].reset_index(drop=True)
+
+    def taus(
+        self, run: str, logs, corpus: Corpus, settings: BenchmarkSettings
+    ) -> dict[str, float | None]:
+        corr = correlations(self.scores(run, logs, corpus, settings), settings.metrics)
+        return {m: c["kendall_tau"] for m, c in corr.items()}
 
 
 def mean_std(values: list[float | None]) -> dict:
@@ -126,6 +165,9 @@ def main() -> int:
         action="store_true",
         help="skip the main table, its scatter grid and the suite timing (for an ablation run)",
     )
+    parser.add_argument(
+        "--resume", action="store_true", help="reuse the ablation scores already in OUT/runs"
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "out" / "metric_report"))
     args = parser.parse_args()
     for path in (args.logs, args.ptb):
@@ -177,15 +219,19 @@ def main() -> int:
     # Batch 0, seed 0 and the PTB side of the corpus ablation are one and the same run.
     first: dict[str, float | None] = {}
 
+    store = RunStore(out / "runs", ab_settings, args.resume) if wanted else None
+
     def first_run() -> dict[str, float | None]:
         if not first:
-            first.update(taus(logs, ptb, ab_settings))
+            first.update(store.taus("first", logs, ptb, ab_settings))
         return first
 
     step = ab_settings.batch_size * ab_settings.bptt
     variants = {
-        "batches": lambda i: taus(logs, shifted(ptb, "test", i * step), ab_settings),
-        "seeds": lambda i: taus(logs, ptb, replace(ab_settings, seed=i)),
+        "batches": lambda i: store.taus(
+            f"batches_{i}", logs, shifted(ptb, "test", i * step), ab_settings
+        ),
+        "seeds": lambda i: store.taus(f"seeds_{i}", logs, ptb, replace(ab_settings, seed=i)),
     }
     runs: dict[str, list[dict]] = {kind: [] for kind in variants if kind in wanted}
     # Batches and seeds alternate, so a run stopped early still has both, with fewer repeats.
@@ -201,7 +247,7 @@ def main() -> int:
     if "corpus" in wanted:
         report["ablations"]["corpus"] = {
             "ptb_test": first_run(),
-            "embedded": taus(logs, embedded_corpus(), ab_settings),
+            "embedded": store.taus("embedded", logs, embedded_corpus(), ab_settings),
         }
     report["total_seconds"] = round(time.perf_counter() - started, 1)
     save()
