@@ -100,6 +100,10 @@ class RunStore:
         together = replace(settings, together=True)
         for start in range(0, len(todo), CHUNK):
             fresh = score_logs(todo[start : start + CHUNK], corpus, together)
+            # Together, every metric's seconds are the probe's: keep them once.
+            fresh = fresh[
+                ["log", "test_loss", *settings.metrics, *(f"{m}_error" for m in settings.metrics)]
+            ].assign(seconds=fresh[f"{settings.metrics[0]}_seconds"])
             done = pd.concat([done, fresh], ignore_index=True) if len(done) else fresh
             done.to_csv(path, index=False)
         wanted = {log.name for log in logs if log.ok}

@@ -182,7 +182,8 @@ def correlations(scores: pd.DataFrame, metrics: tuple[str, ...], target: str = "
         x, y = values[finite], scores[target].to_numpy(dtype=float)[finite]
         tau = stats.kendalltau(x, y).statistic if len(x) > 1 else math.nan
         rho = stats.spearmanr(x, y).statistic if len(x) > 1 else math.nan
-        seconds = scores[f"{metric}_seconds"].to_numpy(dtype=float)
+        seconds_column = f"{metric}_seconds"
+        seconds = scores[seconds_column].to_numpy(dtype=float) if seconds_column in scores else []
         out[metric] = {
             "kendall_tau": None if math.isnan(tau) else float(tau),
             "spearman_rho": None if math.isnan(rho) else float(rho),
