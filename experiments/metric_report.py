@@ -28,6 +28,8 @@ import math
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -53,6 +55,11 @@ def shifted(corpus: Corpus, split: str, offset: int) -> Corpus:
     splits = dict(corpus.splits)
     splits[split] = corpus.splits[split][offset:]
     return Corpus(f"{corpus.description} from token {offset}", corpus.vocab, splits)
+
+
+def score_run(store: RunStore, run: str, logs, corpus: Corpus, settings: BenchmarkSettings) -> None:
+    """Score one ablation run into its CSV (a worker's job with ``--jobs``)."""
+    store.scores(run, logs, corpus, settings)
 
 
 def suite_seconds(logs, corpus: Corpus, settings: BenchmarkSettings, n: int) -> float | None:
@@ -170,6 +177,9 @@ def main() -> int:
         help="skip the main table, its scatter grid and the suite timing (for an ablation run)",
     )
     parser.add_argument(
+        "--jobs", type=int, default=1, help="processes scoring ablation runs side by side"
+    )
+    parser.add_argument(
         "--resume", action="store_true", help="reuse the ablation scores already in OUT/runs"
     )
     parser.add_argument("--out", default=str(Path(__file__).parent / "out" / "metric_report"))
@@ -221,38 +231,48 @@ def main() -> int:
         (out / "metric_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
 
     # Batch 0, seed 0 and the PTB side of the corpus ablation are one and the same run.
-    first: dict[str, float | None] = {}
-
-    store = RunStore(out / "runs", ab_settings, args.resume) if wanted else None
-
-    def first_run() -> dict[str, float | None]:
-        if not first:
-            first.update(store.taus("first", logs, ptb, ab_settings))
-        return first
-
+    # Batches and seeds alternate, so a report stopped early still has both, with fewer repeats.
     step = ab_settings.batch_size * ab_settings.bptt
-    variants = {
-        "batches": lambda i: store.taus(
-            f"batches_{i}", logs, shifted(ptb, "test", i * step), ab_settings
-        ),
-        "seeds": lambda i: store.taus(f"seeds_{i}", logs, ptb, replace(ab_settings, seed=i)),
-    }
-    runs: dict[str, list[dict]] = {kind: [] for kind in variants if kind in wanted}
-    # Batches and seeds alternate, so a run stopped early still has both, with fewer repeats.
-    for i in range(args.repeats):
-        for kind, runs_of_kind in runs.items():
-            runs_of_kind.append(variants[kind](i) if i else first_run())
-            report["ablations"][kind] = {
-                m: {**mean_std([r[m] for r in runs_of_kind]), "taus": [r[m] for r in runs_of_kind]}
-                for m in ablation_metrics
-            }
-            save()
-            print(f"{kind} {i + 1}/{args.repeats} done", flush=True)
+    planned: dict[str, tuple[Corpus, BenchmarkSettings]] = {"first": (ptb, ab_settings)}
+    for i in range(1, args.repeats):
+        if "batches" in wanted:
+            planned[f"batches_{i}"] = (shifted(ptb, "test", i * step), ab_settings)
+        if "seeds" in wanted:
+            planned[f"seeds_{i}"] = (ptb, replace(ab_settings, seed=i))
     if "corpus" in wanted:
-        report["ablations"]["corpus"] = {
-            "ptb_test": first_run(),
-            "embedded": store.taus("embedded", logs, embedded_corpus(), ab_settings),
-        }
+        planned["embedded"] = (embedded_corpus(), ab_settings)
+    if not wanted:
+        planned = {}
+    store = RunStore(out / "runs", ab_settings, args.resume)
+
+    with ProcessPoolExecutor(args.jobs) if args.jobs > 1 else nullcontext() as pool:
+        if pool is not None:  # the runs are scored in this order; the report reads them in it
+            pending = [pool.submit(score_run, store, run, logs, *planned[run]) for run in planned]
+        run_taus: dict[str, dict[str, float | None]] = {}
+
+        def taus_of(run: str) -> dict[str, float | None]:
+            if run not in run_taus:
+                if pool is not None:
+                    pending[list(planned).index(run)].result()
+                run_taus[run] = store.taus(run, logs, *planned[run])
+            return run_taus[run]
+
+        for i in range(args.repeats):
+            for kind in ("batches", "seeds"):
+                if kind not in wanted:
+                    continue
+                done = [taus_of(f"{kind}_{j}" if j else "first") for j in range(i + 1)]
+                report["ablations"][kind] = {
+                    m: {**mean_std([r[m] for r in done]), "taus": [r[m] for r in done]}
+                    for m in ablation_metrics
+                }
+                save()
+                print(f"{kind} {i + 1}/{args.repeats} done", flush=True)
+        if "corpus" in wanted:
+            report["ablations"]["corpus"] = {
+                "ptb_test": taus_of("first"),
+                "embedded": taus_of("embedded"),
+            }
     report["total_seconds"] = round(time.perf_counter() - started, 1)
     save()
     (out / "metric_report.md").write_text(markdown(report))

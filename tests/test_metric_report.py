@@ -70,3 +70,20 @@ def test_resume_refuses_runs_made_with_other_settings(tmp_path):
     done = _run(out, "--limit", "3", "--resume", "--sizes", "default")
     assert done.returncode != 0
     assert "other settings" in done.stderr
+
+
+def test_runs_scored_side_by_side_give_the_same_report(tmp_path):
+    require(LOGS_ZIP)
+    require(PTB_DIR)
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert _run(one, "--limit", "6").returncode == 0
+    done = _run(two, "--limit", "6", "--jobs", "2")
+    assert done.returncode == 0, done.stderr
+    reports = [json.loads((d / "metric_report.json").read_text())["ablations"] for d in (one, two)]
+    assert reports[0] == reports[1]
+    assert set(reports[0]) == {"batches", "seeds"}
+    for run in ("first", "batches_1", "seeds_1"):
+        frames = [
+            pd.read_csv(d / "runs" / f"{run}.csv").drop(columns="seconds") for d in (one, two)
+        ]
+        pd.testing.assert_frame_equal(*frames)
