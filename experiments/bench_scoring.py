@@ -68,7 +68,6 @@ from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared/data"
 SEED = 0
-DEFAULT_SIZES = {"embedding": 400, "hidden": 600, "layers": 3, "batch": 50, "bptt": 70}
 
 
 def sync(device: torch.device) -> None:
@@ -191,17 +190,15 @@ def run(args: argparse.Namespace) -> None:
     archs = load_recipes(args.logs, args.n)
     if not archs:
         sys.exit("error: no architectures to measure")
-    sizes_used = (
-        {
-            "embedding": FAST_SIZES.embedding_size,
-            "hidden": FAST_SIZES.hidden_size,
-            "layers": 3,
-            "batch": FAST_SIZES.batch_size,
-            "bptt": FAST_SIZES.bptt,
-        }
-        if args.fast
-        else dict(DEFAULT_SIZES)
-    )
+    # The engine's own sizes: ScoringSetup's defaults (the benchmark's), or the fast mode's.
+    sizes = FAST_SIZES if args.fast else ScoringSetup()
+    sizes_used = {
+        "embedding": sizes.embedding_size,
+        "hidden": sizes.hidden_size,
+        "layers": ScoringSetup().num_layers,
+        "batch": sizes.batch_size,
+        "bptt": sizes.bptt,
+    }
 
     # Setup outside the timing: corpus, vocabulary, input batch, the engine's scorer.
     corpus = load_corpus(args.corpus, "test")
