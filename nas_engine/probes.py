@@ -179,6 +179,7 @@ class RNNProbe:
         self.training = training  # the trained proxy's recipe and data, when planned
         self._jacobians: dict[str | None, torch.Tensor] = {}
         self._loss_grads: dict[int, torch.Tensor] = {}
+        self._grams: dict[int, torch.Tensor] = {}
 
     @cached_property
     def _trained(self) -> TrainingOutcome:
@@ -412,13 +413,16 @@ class RNNProbe:
         return self._loss_grads[index]
 
     def loss_gradient_gram(self, m: int = NTK_MINIBATCHES) -> torch.Tensor:
-        """Theta = G G^T (m x m, float64), G's rows the loss gradients of minibatches 0..m-1."""
-        rows = [self.loss_gradient(i) for i in range(m)]
-        gram = torch.zeros(m, m, dtype=torch.float64, device=self.device)
-        for start in range(0, rows[0].numel(), 1 << 20):  # float64 in bounded chunks
-            chunk = torch.stack([r[start : start + (1 << 20)] for r in rows]).double()
-            gram += chunk @ chunk.T
-        return gram
+        """Theta = G G^T (m x m, float64), G's rows the loss gradients of minibatches 0..m-1;
+        built once per probe for the NTK metrics that share it."""
+        if m not in self._grams:
+            rows = [self.loss_gradient(i) for i in range(m)]
+            gram = torch.zeros(m, m, dtype=torch.float64, device=self.device)
+            for start in range(0, rows[0].numel(), 1 << 20):  # float64 in bounded chunks
+                chunk = torch.stack([r[start : start + (1 << 20)] for r in rows]).double()
+                gram += chunk @ chunk.T
+            self._grams[m] = gram
+        return self._grams[m]
 
 
 class RNNProber:

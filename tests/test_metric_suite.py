@@ -530,6 +530,20 @@ def test_passes_are_shared(metrics, backwards, count_grads, count_forwards) -> N
         assert count_forwards == expected
 
 
+def test_the_ntk_metrics_share_one_gram_matrix(monkeypatch) -> None:
+    """ntk_trace and ntk_cond read the same G G^T: its rows are read once, not per metric."""
+    rows: list[int] = []
+    original = RNNProbe.loss_gradient
+
+    def counting(self, index: int = 0):
+        rows.append(index)
+        return original(self, index)
+
+    monkeypatch.setattr(RNNProbe, "loss_gradient", counting)
+    assert score(MIXED, "ntk_trace", "ntk_cond").status == "ok"
+    assert rows == list(range(NTK_MINIBATCHES))
+
+
 def test_synflow_parts_cost_only_what_they_need(count_grads) -> None:
     weights = sum(len(c.linears) for c in reference_model(MIXED).layers) + 1
     score(MIXED, "synflow")
