@@ -184,6 +184,11 @@ def main() -> int:
     )
     parser.add_argument("--out", default=str(Path(__file__).parent / "out" / "metric_report"))
     args = parser.parse_args()
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    unknown = set(filter(None, args.ablations.split(","))) - {"batches", "seeds", "corpus"}
+    if unknown:
+        parser.error(f"unknown ablations {sorted(unknown)}: choose from batches, seeds, corpus")
     for path in (args.logs, args.ptb):
         if not Path(path).exists():
             print(f"error: {path} not found (the shared reference data)", file=sys.stderr)
@@ -241,9 +246,9 @@ def main() -> int:
             planned[f"seeds_{i}"] = (ptb, replace(ab_settings, seed=i))
     if "corpus" in wanted:
         planned["embedded"] = (embedded_corpus(), ab_settings)
-    if not wanted:
+    if not wanted:  # the main table alone: the runs on disk are left as they are
         planned = {}
-    store = RunStore(out / "runs", ab_settings, args.resume)
+    store = RunStore(out / "runs", ab_settings, args.resume) if planned else None
 
     with ProcessPoolExecutor(args.jobs) if args.jobs > 1 else nullcontext() as pool:
         if pool is not None:  # the runs are scored in this order; the report reads them in it

@@ -87,3 +87,13 @@ def test_runs_scored_side_by_side_give_the_same_report(tmp_path):
             pd.read_csv(d / "runs" / f"{run}.csv").drop(columns="seconds") for d in (one, two)
         ]
         pd.testing.assert_frame_equal(*frames)
+
+
+def test_an_unknown_ablation_or_job_count_is_refused(tmp_path):
+    for extra, message in (
+        (("--ablations", "seed"), "unknown ablations"),
+        (("--jobs", "0"), "--jobs"),
+    ):
+        done = _run(tmp_path / "report", *extra)
+        assert done.returncode == 2 and message in done.stderr
+    assert not (tmp_path / "report").exists()
