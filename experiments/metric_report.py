@@ -102,7 +102,8 @@ class RunStore:
         """The run's scores for the OK ``logs``, scoring only those not yet on disk."""
         path = self.folder / f"{run}.csv"
         done = pd.read_csv(path) if path.exists() else pd.DataFrame({"log": []})
-        todo = [log for log in logs if log.ok and log.name not in set(done["log"])]
+        have = set(done["log"])
+        todo = [log for log in logs if log.ok and log.name not in have]
         # The metrics share one probe: only the values are needed here, and they are the same.
         together = replace(settings, together=True)
         for start in range(0, len(todo), CHUNK):
@@ -238,7 +239,10 @@ def main() -> int:
     # Batch 0, seed 0 and the PTB side of the corpus ablation are one and the same run.
     # Batches and seeds alternate, so a report stopped early still has both, with fewer repeats.
     step = ab_settings.batch_size * ab_settings.bptt
-    planned: dict[str, tuple[Corpus, BenchmarkSettings]] = {"first": (ptb, ab_settings)}
+    # No ablation asked for (the main table alone): nothing planned, the runs on disk left alone.
+    planned: dict[str, tuple[Corpus, BenchmarkSettings]] = (
+        {"first": (ptb, ab_settings)} if wanted else {}
+    )
     for i in range(1, args.repeats):
         if "batches" in wanted:
             planned[f"batches_{i}"] = (shifted(ptb, "test", i * step), ab_settings)
@@ -246,19 +250,20 @@ def main() -> int:
             planned[f"seeds_{i}"] = (ptb, replace(ab_settings, seed=i))
     if "corpus" in wanted:
         planned["embedded"] = (embedded_corpus(), ab_settings)
-    if not wanted:  # the main table alone: the runs on disk are left as they are
-        planned = {}
     store = RunStore(out / "runs", ab_settings, args.resume) if planned else None
 
     with ProcessPoolExecutor(args.jobs) if args.jobs > 1 else nullcontext() as pool:
-        if pool is not None:  # the runs are scored in this order; the report reads them in it
-            pending = [pool.submit(score_run, store, run, logs, *planned[run]) for run in planned]
+        # Submitted in the order the report reads them, so the first results come first.
+        pending = {
+            run: pool.submit(score_run, store, run, logs, *planned[run])
+            for run in (planned if pool is not None else ())
+        }
         run_taus: dict[str, dict[str, float | None]] = {}
 
         def taus_of(run: str) -> dict[str, float | None]:
             if run not in run_taus:
-                if pool is not None:
-                    pending[list(planned).index(run)].result()
+                if run in pending:
+                    pending[run].result()
                 run_taus[run] = store.taus(run, logs, *planned[run])
             return run_taus[run]
 
