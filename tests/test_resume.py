@@ -58,6 +58,18 @@ def comparable(out: Path) -> list[tuple]:
     ]
 
 
+def assert_same_results(got: list[tuple], expected: list[tuple]) -> None:
+    """The same decisions (indices, architectures, origins, states, fitness) and the same
+    measurements to float rounding: with the cores busy, two runs' hidden_cov of the same
+    architecture were seen to differ in the seventh digit (-10241.6339 against -10241.6288;
+    the threaded multiplies' summation order, not pinned down further)."""
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert g[:5] == e[:5]
+        assert [name for name, _ in g[5]] == [name for name, _ in e[5]]
+        assert [v for _, v in g[5]] == pytest.approx([v for _, v in e[5]], rel=1e-5)
+
+
 def start_search(out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "nas_engine.search", *SEARCH, "--out", str(out), *extra],
@@ -112,7 +124,7 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_results(
     assert proc.returncode == exit_code
     before = comparable(out)
     assert 12 <= len(before) < BUDGET
-    assert before == uninterrupted[: len(before)]
+    assert_same_results(before, uninterrupted[: len(before)])
     summary_written = (out / "summary.json").exists()
     if sig == signal.SIGKILL:
         assert not summary_written  # nothing ran after the kill: the journal is all there is
@@ -124,7 +136,7 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_results(
     done = run_module("nas_engine.search", *SEARCH, "--out", str(out), "--resume", timeout=300)
     assert done.returncode == 0, done.stderr[-1000:]
     assert f"{len(before)} results restored" in done.stderr
-    assert comparable(out) == uninterrupted
+    assert_same_results(comparable(out), uninterrupted)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed_from"] == len(before)
     assert summary["evaluated"] == BUDGET
@@ -143,7 +155,7 @@ def test_resume_after_a_line_cut_short_by_the_crash(tmp_path: Path) -> None:
     with (cut / "results.jsonl").open("a") as f:
         f.write('{"index": 6, "arch_id": "trunc')
     resumed = nas_engine.search(budget=10, out=str(cut), seed=1, resume=True, **TINY)
-    assert comparable(cut) == comparable(whole)
+    assert_same_results(comparable(cut), comparable(whole))
     assert [r.index for r in resumed] == list(range(10))
 
 
