@@ -85,6 +85,14 @@ def add_model_options(parser: argparse.ArgumentParser, defaults_from_logs: bool 
         default=d.bptt,
         help="steps in the scoring batch, T (default: %(default)s)",
     )
+    group.add_argument(
+        "--init-gain",
+        type=_positive_float,
+        default=d.init_gain,
+        metavar="G",
+        help="scale of the RNN cells' initial weights, uniform(-G/sqrt(H), G/sqrt(H)); 1 is the "
+        "benchmark's initialisation (default: %(default)s)",
+    )
 
 
 def search_parser() -> argparse.ArgumentParser:
@@ -350,6 +358,7 @@ def search_main(argv: list[str] | None = None) -> int:
         layers=args.layers,
         batch_size=args.batch_size,
         bptt=args.bptt,
+        init_gain=args.init_gain,
         metrics=tuple(m.strip() for m in args.metrics.split(",") if m.strip()),
         executor=args.executor,
         ray_address=args.ray_address,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 from .scoring import ScoringSetup
@@ -65,6 +66,7 @@ class SearchConfig:
     layers: int = 3
     batch_size: int = 50
     bptt: int = 70
+    init_gain: float = 1.0
     metrics: tuple[str, ...] = field(default_factory=tuple)
     executor: str = "inprocess"
     ray_address: str | None = None
@@ -106,6 +108,10 @@ class SearchConfig:
             raise ConfigError("tournament size must not exceed the population")
         if self.batch_size < 2:
             raise ConfigError("batch size must be at least 2 (correlations need several rows)")
+        if not (isinstance(self.init_gain, (int, float)) and 0 < self.init_gain < math.inf):
+            raise ConfigError(f"init-gain must be a finite number > 0, got {self.init_gain!r}")
+        if self.space != "rnn" and self.init_gain != 1:
+            raise ConfigError("--init-gain scales the RNN cells' initial weights (--space rnn)")
         self._validate_execution()
         self._validate_restriction()
         self._validate_proxy()
@@ -218,6 +224,7 @@ class SearchConfig:
             num_layers=self.layers,
             batch_size=self.batch_size,
             bptt=self.bptt,
+            init_gain=self.init_gain,
             corpus=self.corpus,
             split=self.split,
             seed=self.seed,

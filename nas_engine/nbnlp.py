@@ -107,6 +107,7 @@ class BenchmarkSettings:
     num_layers: int | None = None
     batch_size: int = 50
     bptt: int = 70
+    init_gain: float = 1.0  # the cells' initial weight scale (ModelSizes.init_gain)
     split: str = "test"
     seed: int = 0
     device: str = "cpu"
@@ -121,6 +122,7 @@ class BenchmarkSettings:
             num_layers=self.num_layers or log.num_layers,
             batch_size=self.batch_size,
             bptt=self.bptt,
+            init_gain=self.init_gain,
             split=self.split,
             seed=self.seed,
             device=self.device,

@@ -57,6 +57,7 @@ def run_nbnlp(args: argparse.Namespace) -> int:
         num_layers=args.layers,
         batch_size=args.batch_size,
         bptt=args.bptt,
+        init_gain=args.init_gain,
         split=args.split,
         seed=args.seed,
         device=args.device,

@@ -445,6 +445,7 @@ class RNNProber:
             embedding_size=setup.embedding_size,
             hidden_size=setup.hidden_size,
             num_layers=setup.num_layers,
+            init_gain=setup.init_gain,
         )
         self.depth = plan_depth(self.needs, setup.num_layers)
         self.shared: SharedEmbedding | None = None

@@ -39,6 +39,8 @@ class ScoringSetup:
     split: str = "test"
     seed: int = 0
     device: str = "cpu"
+    # Scale of the RNN cells' initial weights (search_spaces.rnn.model.ModelSizes.init_gain).
+    init_gain: float = 1.0
     # The trained proxy (metric trained_loss): how long it trains, and on which split.
     proxy_steps: int | None = None
     proxy_epochs: float | None = None

@@ -37,6 +37,7 @@ OPTIONS = [
     "--batch-size",
     "--bptt",
     "--time-budget",
+    "--init-gain",
 ]
 
 
@@ -136,8 +137,24 @@ def test_list_metrics() -> None:
         (["--strategy", "annealing"], ["--strategy"]),
         (["--corpus", "no/such/folder"], ["does not exist"]),
         (["--population", "2", "--tournament", "5"], ["tournament"]),
+        (["--init-gain", "0"], ["--init-gain"]),
+        (["--init-gain", "nan"], ["--init-gain"]),
+        (["--init-gain", "inf"], ["init-gain", "finite"]),
+        (["--space", "bert", "--init-gain", "2"], ["--init-gain", "rnn"]),
     ],
-    ids=["space", "fitness", "budget0", "budget-text", "strategy", "corpus-missing", "tourn"],
+    ids=[
+        "space",
+        "fitness",
+        "budget0",
+        "budget-text",
+        "strategy",
+        "corpus-missing",
+        "tourn",
+        "gain0",
+        "gain-nan",
+        "gain-inf",
+        "gain-bert",
+    ],  # fmt: skip
 )
 def test_bad_input_exits_2_with_one_line(tmp_path: Path, args: list[str], needles) -> None:
     out = tmp_path / "run"

@@ -203,6 +203,25 @@ def test_initialisation_follows_the_benchmark() -> None:
         assert torch.isfinite(p).all()
 
 
+def test_init_gain_scales_the_cells_and_nothing_else() -> None:
+    """The same draws as the benchmark's initialisation, each cell weight times the gain (so
+    a gain reads the same network at another scale); embedding and decoder untouched."""
+    base = ModelSizes(vocab_size=300, embedding_size=8, hidden_size=12, num_layers=3)
+    torch.manual_seed(3)
+    plain = RNNLanguageModel(preset("lstm"), base)
+    torch.manual_seed(3)
+    scaled = RNNLanguageModel(preset("lstm"), ModelSizes(**{**vars(base), "init_gain": 1.75}))
+    assert torch.equal(plain.encoder.weight, scaled.encoder.weight)
+    assert torch.equal(plain.decoder.bias, scaled.decoder.bias)
+    for a, b in zip(plain.layers, scaled.layers, strict=True):
+        assert b.init_gain == 1.75
+        for (name, p), (_, q) in zip(a.named_parameters(), b.named_parameters(), strict=True):
+            torch.testing.assert_close(q, 1.75 * p, rtol=1e-6, atol=0, msg=name)
+        bound = 1.75 / math.sqrt(b.hidden_size)
+        values = torch.cat([p.detach().flatten() for p in b.parameters()])
+        assert values.abs().max() <= bound and values.abs().max() > 0.95 * bound
+
+
 def test_initialisation_is_seeded() -> None:
     sizes = ModelSizes(vocab_size=40, embedding_size=8, hidden_size=12, num_layers=2)
     torch.manual_seed(5)

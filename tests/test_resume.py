@@ -164,6 +164,8 @@ def test_resume_refuses_a_run_with_other_settings(tmp_path: Path) -> None:
     nas_engine.search(budget=5, out=str(out), seed=1, **TINY)
     with pytest.raises(ConfigError, match="differs in: seed"):
         nas_engine.search(budget=5, out=str(out), seed=2, resume=True, **TINY)
+    with pytest.raises(ConfigError, match="differs in: init_gain"):
+        nas_engine.search(budget=5, out=str(out), seed=1, init_gain=1.5, resume=True, **TINY)
     with pytest.raises(ConfigError, match="holds no run"):
         nas_engine.search(budget=5, out=str(tmp_path / "empty"), resume=True, **TINY)
     with pytest.raises(ConfigError, match="needs --out"):

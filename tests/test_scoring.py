@@ -184,6 +184,31 @@ def test_a_failing_metric_does_not_stop_the_metrics_after_it(temp_metric) -> Non
     assert evaluation.metrics == alone.metrics
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["own-embedding", "shared-embedding"])
+def test_the_scoring_model_has_the_setup_s_init_gain(shared: bool) -> None:
+    """The gain reaches the network a probe scores, on both ways a scorer builds it."""
+    from nas_engine.probes import RNNProber
+
+    corpus = token_corpus(40, 600)
+    models = []
+    for gain in (1.0, 0.5):
+        prober = RNNProber(
+            ScoringSetup(init_gain=gain, **TINY), corpus, torch.device("cpu"), {"entering_states:1"}
+        )
+        if shared:
+            prober.share_embedding()
+        models.append(prober.probe(preset("gru")).model)
+    plain, halved = models
+    assert torch.equal(plain.encoder.weight, halved.encoder.weight)
+    for p, q in zip(plain.layers.parameters(), halved.layers.parameters(), strict=True):
+        torch.testing.assert_close(q, 0.5 * p, rtol=1e-6, atol=0)
+    halved_score = Scorer(ScoringSetup(metrics=("hidden_cov",), init_gain=0.5, **TINY), corpus)
+    assert (
+        scorer_for("hidden_cov").score(candidate("gru")).metrics["hidden_cov"]
+        != halved_score.score(candidate("gru")).metrics["hidden_cov"]
+    )
+
+
 def test_blas_pools_are_single_threaded_inside_a_score_only(temp_metric) -> None:
     """numpy's and scipy's BLAS run at one thread while a score runs (their spinning threads
     would take the cores from torch's), and get their thread count back afterwards."""

@@ -43,6 +43,11 @@ class ModelSizes:
     hidden_size: int = 600
     num_layers: int = 3
     tied: bool = True
+    # Not a size, but it travels with them to every model a scorer builds: the cells'
+    # weights are uniform(-g/sqrt(H), g/sqrt(H)); 1 is the benchmark's initialisation. A
+    # training-free metric reads the network at initialisation, so the scale it reads it at
+    # is a free choice of the metric, like the widths (experiments/fitness_search.py).
+    init_gain: float = 1.0
 
     def layer_sizes(self) -> list[tuple[int, int]]:
         """(input size, hidden size) of each layer."""
@@ -99,13 +104,15 @@ class RecipeCell(nn.Module):
         input_size: int,
         hidden_size: int,
         program: CellProgram | None = None,
+        init_gain: float = 1.0,
     ) -> None:
         """``program``: the recipe's compiled program, when the caller already has one (the
-        layers of a model share theirs)."""
+        layers of a model share theirs). ``init_gain``: see :attr:`ModelSizes.init_gain`."""
         super().__init__()
         self.recipe = recipe
         self.input_size = input_size
         self.hidden_size = hidden_size
+        self.init_gain = init_gain
         self.num_states = recipe.num_states
         self.order = recipe.topological_order
         graph = recipe.node_map
@@ -122,7 +129,7 @@ class RecipeCell(nn.Module):
         return self.input_size if name == "x" else self.hidden_size
 
     def reset_parameters(self) -> None:
-        bound = 1.0 / math.sqrt(self.hidden_size)
+        bound = self.init_gain / math.sqrt(self.hidden_size)
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
 
@@ -359,7 +366,7 @@ class RNNLanguageModel(nn.Module):
             if encoder_weight is None:
                 self.encoder = nn.Embedding(sizes.vocab_size, sizes.embedding_size)
             self.layers = nn.ModuleList(
-                RecipeCell(recipe, inp, hid, program) for inp, hid in layer_sizes
+                RecipeCell(recipe, inp, hid, program, sizes.init_gain) for inp, hid in layer_sizes
             )
             self.decoder = nn.Linear(last_hidden, sizes.vocab_size) if self.complete else None
         if encoder_weight is None:
