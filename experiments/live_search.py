@@ -9,7 +9,9 @@ Methods, each given the same search wall-clock budget (``--time-budget`` seconds
 same confirmation (its top ``--top`` trained ``--confirm-steps`` steps with the benchmark recipe):
 
 - ``evolution + hidden_cov`` and ``random + hidden_cov``: training-free search;
-- ``evolution + hidden_cov:3+hidden_drift_l2:2``: the best ensemble of fitness_search.py;
+- ``evolution + hidden_cov:3+hidden_drift_l1+hidden_drift_l3, gain 1.25``: the best recipe of
+  fitness_search.py (scored with ``--init-gain 1.25``; the top cells are trained from the
+  benchmark's initialisation, as every method's are);
 - ``evolution + trained_loss``: the trained proxy (validation loss after ``--proxy-steps``);
 - ``random sampling``: ``--top`` architectures drawn from the generator, no selection at all;
 - references: the LSTM and GRU presets, trained the same way.
@@ -42,10 +44,10 @@ from search_spaces import get_space
 METHODS = {
     "evolution + hidden_cov": dict(strategy="evolution", fitness="hidden_cov"),
     "random + hidden_cov": dict(strategy="random", fitness="hidden_cov"),
-    # The best training-free recipe of experiments/fitness_search.py (its fitness; the
-    # scoring sizes here are this script's, as for every method).
-    "evolution + hidden_cov:3+hidden_drift_l2:2": dict(
-        strategy="evolution", fitness="hidden_cov:3+hidden_drift_l2:2"
+    # The best training-free recipe of experiments/fitness_search.py (its fitness and init
+    # gain; the scoring sizes here are this script's, as for every method).
+    "evolution + hidden_cov:3+hidden_drift_l1+hidden_drift_l3, gain 1.25": dict(
+        strategy="evolution", fitness="hidden_cov:3+hidden_drift_l1+hidden_drift_l3", init_gain=1.25
     ),
     "evolution + trained_loss": dict(strategy="evolution", fitness="trained_loss"),
     "random sampling": dict(strategy="random", fitness="params"),

@@ -90,8 +90,9 @@ def add_model_options(parser: argparse.ArgumentParser, defaults_from_logs: bool 
         type=_positive_float,
         default=d.init_gain,
         metavar="G",
-        help="scale of the RNN cells' initial weights, uniform(-G/sqrt(H), G/sqrt(H)); 1 is the "
-        "benchmark's initialisation (default: %(default)s)",
+        help="scale of the RNN cells' initial weights when scoring, uniform(-G/sqrt(H), "
+        "G/sqrt(H)); 1 is the benchmark's initialisation (default: %(default)s); confirmation "
+        "training starts from the benchmark's",
     )
 
 

@@ -119,3 +119,16 @@ def test_bad_confirmation_settings_are_refused_before_anything_is_written(
     with pytest.raises(ConfigError, match=message):
         nas_engine.search(budget=2, out=str(out), **options, **TINY)
     assert not out.exists()
+
+
+def test_confirmation_trains_from_the_benchmark_initialisation(small_corpus: str) -> None:
+    """--init-gain is how a metric reads a cell; the cells it picks are then trained as the
+    benchmark trains them, so that the confirmed perplexities compare across fitnesses."""
+    from nas_engine.confirm import plan_confirmation
+
+    config = SearchConfig(
+        corpus=small_corpus, confirm_top=1, confirm_steps=2, init_gain=1.5, **TINY
+    )
+    plan = plan_confirmation(config, config.scoring_setup().load_corpus())
+    assert config.scoring_setup().init_gain == 1.5
+    assert plan.sizes.init_gain == 1.0
