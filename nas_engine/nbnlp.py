@@ -166,7 +166,8 @@ def score_logs(
             for metric in group:
                 measured = metric in evaluation.metrics
                 row[metric] = evaluation.metrics[metric] if measured else math.nan
-                row[f"{metric}_error"] = "" if measured else (evaluation.error or "")
+                error = evaluation.metric_errors.get(metric, evaluation.error or "")
+                row[f"{metric}_error"] = "" if measured else error
                 row[f"{metric}_seconds"] = evaluation.seconds
             row.update({k: v for k, v in evaluation.details.items()})
         rows.append(row)

@@ -30,6 +30,9 @@ class Evaluation:
     details: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
     seconds: float = 0.0
+    # Each failed metric's own reason (``error`` joins them all, with any failure before the
+    # metrics ran, such as an invalid architecture, that no metric owns).
+    metric_errors: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

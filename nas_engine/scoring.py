@@ -104,7 +104,7 @@ class Scorer:
         start = time.perf_counter()
         metrics: dict[str, float] = {}
         details: dict = {}
-        reasons: list[str] = []
+        reasons: dict[str, str] = {}
         try:
             arch = self.space.validate(candidate.arch)
             probe = self.probe(arch)
@@ -120,17 +120,24 @@ class Scorer:
                     raise MetricFailure(f"{metric.name} is {value}")
                 metrics[metric.name] = value
             except MetricFailure as exc:
-                reasons.append(str(exc))
+                reasons[metric.name] = str(exc)
             except Exception as exc:  # recorded with its reason, never a NaN row
-                reasons.append(_reason(exc))
+                reasons[metric.name] = _reason(exc)
         if reasons:
-            return self._failed("; ".join(reasons), metrics, details, start)
+            return self._failed("; ".join(reasons.values()), metrics, details, start, reasons)
         return Evaluation("ok", metrics, details, None, time.perf_counter() - start)
 
     @staticmethod
-    def _failed(reason: str, metrics: dict, details: dict, start: float) -> Evaluation:
+    def _failed(
+        reason: str,
+        metrics: dict,
+        details: dict,
+        start: float,
+        metric_errors: dict[str, str] | None = None,
+    ) -> Evaluation:
         finite = {k: v for k, v in metrics.items() if math.isfinite(v)}
-        return Evaluation("failed", finite, details, reason, time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        return Evaluation("failed", finite, details, reason, seconds, dict(metric_errors or {}))
 
 
 def _reason(exc: Exception) -> str:

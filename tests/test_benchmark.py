@@ -158,3 +158,32 @@ def test_together_gives_the_per_metric_values(log_folder: Path) -> None:
         assert (shared[f"{metric}_error"] != "").tolist() == failed.tolist()
     # Every metric of a shared row carries the one probe's seconds.
     assert (shared["hidden_cov_seconds"] == shared["params_seconds"]).all()
+
+
+def test_together_gives_each_failed_metric_its_own_reason(log_folder: Path, temp_metric) -> None:
+    """Two metrics failing on one probe: each row names its own reason, not both."""
+    from helpers import token_corpus
+
+    from nas_engine.metrics import MetricFailure
+    from nas_engine.nbnlp import BenchmarkSettings, score_logs
+
+    def failing(reason: str):
+        def fn(probe):
+            raise MetricFailure(reason)
+
+        return fn
+
+    first = temp_metric("test_fails_first", failing("the first reason"))
+    second = temp_metric("test_fails_second", failing("the second reason"))
+    settings = BenchmarkSettings(
+        metrics=("params", first, second),
+        embedding_size=8,
+        hidden_size=16,
+        batch_size=4,
+        bptt=6,
+        together=True,
+    )
+    scores = score_logs(read_logs(log_folder)[:3], token_corpus(), settings)
+    assert (scores["params_error"] == "").all() and scores["params"].notna().all()
+    assert (scores[f"{first}_error"] == "the first reason").all()
+    assert (scores[f"{second}_error"] == "the second reason").all()
