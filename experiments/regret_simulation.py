@@ -9,9 +9,10 @@ the real NAS-Bench-NLP learning curves.
 benchmark's GPU runs), and training-free scores with their measured seconds per architecture
 from ``experiments/out/nbnlp_all_metrics_fast/scores.csv`` (fast sizes E=48, H=64, B=25, T=35,
 the 2-core AMD EPYC CPU of the dev machine; each metric timed on its own, model build
-included). The parameter count is the log's ``num_params``. The recipe that
-``fitness_search.py`` chose (``--recipe``) is scored at its own sizes, from that script's score
-table (its probe's seconds, 2-core Intel Xeon, one thread).
+included). The parameter count is the log's ``num_params``. The two recipes of
+``fitness_search.py`` (``--recipe``: the one it chose, and the one its rule chooses among the
+settings at the benchmark's initialisation, gain 1) are each scored at their own setting, from
+that script's score tables (its probe's seconds, 2-core Intel Xeon, one thread).
 
 **Budget**: seconds of search compute, on a log grid from one architecture-epoch (the pool's
 median first-epoch seconds) to the whole pool's first epoch (the sum of every architecture's
@@ -21,8 +22,8 @@ every method and not counted.
 
 **Methods**, for one random ordering of the pool (``nas_engine.simulation`` has the exact
 rules): random choice (the first architecture); parameter count and training-free
-(``hidden_cov``; the ensemble chosen in ``ensemble_selection.json``; the fitness_search
-recipe; each ranked by the engine's
+(``hidden_cov``; the ensemble chosen in ``ensemble_selection.json``; the two fitness_search
+recipes; each ranked by the engine's
 ``Fitness`` against the architectures scored so far): score in order while the budget lasts,
 choose the best fitness; trained proxy with E = 1, 3, 10 epochs: train in order while the
 budget lasts, choose the lowest validation loss after E epochs; the multi-stage designs, each
@@ -77,7 +78,7 @@ import platform
 import re
 import sys
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,20 +112,24 @@ OUT = Path(__file__).parent / "out"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 PROXY_EPOCHS = (1, 3, 10)
 # Pre-filters of the multi-stage designs: the single metric, the ensemble of
-# ensemble_selection.json (whose ntk_cond costs 600 of its 745 s per pool), the recipe of
-# fitness_search.json (scored at its own sizes, from that script's score table), and cheaper ones
+# ensemble_selection.json (whose ntk_cond costs 600 of its 745 s per pool), the two recipes of
+# fitness_search.json (each scored at its own setting, from that script's score tables), and
+# cheaper ones
 # built from hidden_cov (7 s per pool) with the cheapest gradient metrics, grad_norm (73 s)
 # and synflow (137 s), or from hidden_cov's first three layers (34 s).
 PREFILTERS = (
     "hidden_cov",
     "ensemble",
     "recipe",
+    "recipe_gain1",
     "grad_norm",
     "hidden_cov+grad_norm",
     "hidden_cov+synflow",
     "hidden_cov+synflow+grad_norm",
     "hidden_cov_l1+hidden_cov_l2+hidden_cov_l3",
 )
+# fitness_search.json's keys of the two recipes: the chosen one, and the rule's pick at gain 1.
+RECIPES = {"recipe": "chosen", "recipe_gain1": "chosen_at_gain_1"}
 ORIGINAL = ("hidden_cov", "ensemble")  # the first two-stage grid, kept whole (epochs 1, 3, 10)
 SH_TOP_K, SH_KEEP, SH_EPOCHS = (5, 10, 20, 50), (1, 2, 3, 5), 3
 BLEND_TOP_K, BLEND_WEIGHTS = (10, 30), (0.25, 1.0)
@@ -147,8 +152,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--recipe",
         default=str(OUT / "fitness_search" / "fitness_search.json"),
-        help="fitness_search.py's result: its chosen recipe is a pre-filter, its metrics "
-        "taken from the score table of the recipe's sizes beside it",
+        help="fitness_search.py's result: its two recipes are pre-filters, their metrics "
+        "taken from the score tables of the recipes' settings beside it",
     )
     parser.add_argument("--orderings", type=int, default=200)
     parser.add_argument("--half-pools", type=int, default=100, help="per selection / report")
@@ -195,14 +200,18 @@ class SearchedRecipe:
     chosen_on: frozenset[str]
 
 
-def fitness_search_recipe(path: Path) -> SearchedRecipe:
+def fitness_search_recipes(path: Path) -> dict[str, SearchedRecipe]:
+    """The recipes of fitness_search.py's result, by their ``RECIPES`` key."""
     result = json.loads(path.read_text())
-    chosen = result["chosen"]
-    table = pd.read_csv(path.parent / f"scores_{chosen['setting']}.csv")
-    names = list(table["log"])
-    chosen_rows, _ = fitness_search.split_halves(len(names), result["split_seed"])
-    chosen_on = frozenset(names[i] for i in chosen_rows)
-    return SearchedRecipe(chosen["spec"], chosen["setting"], table, chosen_on)
+    out = {}
+    for key, entry in RECIPES.items():
+        chosen = result[entry]
+        table = pd.read_csv(path.parent / f"scores_{chosen['setting']}.csv")
+        names = list(table["log"])
+        chosen_rows, _ = fitness_search.split_halves(len(names), result["split_seed"])
+        chosen_on = frozenset(names[i] for i in chosen_rows)
+        out[key] = SearchedRecipe(chosen["spec"], chosen["setting"], table, chosen_on)
+    return out
 
 
 def with_recipe_scores(scores: pd.DataFrame, recipe: SearchedRecipe, fitness: Fitness):
@@ -222,7 +231,7 @@ def with_recipe_scores(scores: pd.DataFrame, recipe: SearchedRecipe, fitness: Fi
 def baselines_for(fitnesses: dict[str, Fitness]) -> list:
     policies: list = [RandomChoice(), TrainingFree(fitnesses["params"], label="parameter count")]
     policies += [TrainedProxy(e) for e in PROXY_EPOCHS]
-    return policies + [TrainingFree(fitnesses[key]) for key in ("hidden_cov", "ensemble", "recipe")]
+    return policies + [TrainingFree(fitnesses[key]) for key in ("hidden_cov", "ensemble", *RECIPES)]
 
 
 def candidates_for(fitnesses: dict[str, Fitness], top_k: tuple[int, ...]) -> list:
@@ -256,39 +265,45 @@ def candidates_for(fitnesses: dict[str, Fitness], top_k: tuple[int, ...]) -> lis
 
 @dataclass(frozen=True)
 class Replicate:
-    """One simulated search: a pool, one ordering of it, and the same pool with the recipe's
-    metrics (the fitness_search recipe is scored at its own sizes, so its hidden_cov is not
-    the fast-size one the other pre-filters read)."""
+    """One simulated search: a pool, one ordering of it, and the same pool with each recipe's
+    metrics, by the recipe's fitness name (a fitness_search recipe is scored at its own
+    setting, so its hidden_cov is not the fast-size one the other pre-filters read)."""
 
     pool: Pool
     order: np.ndarray
-    recipe_pool: Pool
+    recipe_pools: Mapping[str, Pool]
 
-    def pool_for(self, policy, recipe: str) -> Pool:
-        return self.recipe_pool if uses_recipe(policy, recipe) else self.pool
+    def pool_key(self, policy) -> str | None:
+        """The recipe whose pool ``policy`` reads, or None for the common pool."""
+        fitness = getattr(policy, "fitness", None)
+        name = None if fitness is None else fitness.name
+        return name if name in self.recipe_pools else None
 
+    def pool_for(self, policy) -> Pool:
+        key = self.pool_key(policy)
+        return self.pool if key is None else self.recipe_pools[key]
 
-def uses_recipe(policy, recipe: str) -> bool:
-    """Whether ``policy`` ranks by the recipe (a fitness name), so reads the recipe pool."""
-    fitness = getattr(policy, "fitness", None)
-    return fitness is not None and fitness.name == recipe
+    def subset(self, members: np.ndarray, order: np.ndarray) -> Replicate:
+        pools = {k: p.subset(members) for k, p in self.recipe_pools.items()}
+        return Replicate(self.pool.subset(members), order, pools)
 
 
 def run_replicates(
-    replicates: list[Replicate], policies: list, fractions: np.ndarray, recipe: str
+    replicates: list[Replicate], policies: list, fractions: np.ndarray
 ) -> dict[str, RegretCurves]:
     """Each policy's regret per replicate (a pool and one ordering of it) and budget, the
-    budgets being ``fractions`` of that replicate pool's whole first epoch; policies whose
-    fitness is ``recipe`` (a name) run on the replicate's recipe pool."""
-    on_recipe = [p for p in policies if uses_recipe(p, recipe)]
-    others = [p for p in policies if not uses_recipe(p, recipe)]
+    budgets being ``fractions`` of that replicate pool's whole first epoch; a policy ranking
+    by a recipe runs on the replicate's pool of that recipe."""
     per = []
     for r in replicates:
         budgets = fractions * r.pool.first_epoch_total()
+        groups: dict[str | None, list] = {}
+        for p in policies:
+            groups.setdefault(r.pool_key(p), []).append(p)
         curves = {}
-        for pool, group in ((r.pool, others), (r.recipe_pool, on_recipe)):
-            if group:
-                curves.update(simulate(pool, group, [r.order], budgets))
+        for key, group in groups.items():
+            pool = r.pool if key is None else r.recipe_pools[key]
+            curves.update(simulate(pool, group, [r.order], budgets))
         per.append(curves)
     return {
         p.name: RegretCurves(
@@ -536,23 +551,32 @@ def main() -> int:
             print(f"error: {path} not found (run its experiment first)", file=sys.stderr)
             return 2
     ensemble_spec = json.loads(Path(args.ensemble).read_text())["best_recipe"]
-    recipe = fitness_search_recipe(Path(args.recipe))
+    recipes = fitness_search_recipes(Path(args.recipe))
+    recipe = recipes["recipe"]
     fitnesses = {
         "params": Fitness.parse("params", "rnn"),
         "ensemble": Fitness.parse(ensemble_spec, "rnn"),
-        "recipe": Fitness.parse(recipe.spec, "rnn"),
+        **{key: Fitness.parse(r.spec, "rnn") for key, r in recipes.items()},
     }
     fitnesses.update({key: Fitness.parse(key, "rnn") for key in PREFILTERS if key not in fitnesses})
-    recipe_name = fitnesses["recipe"].name
-    # The recipe's metrics exist only at its own sizes, in its pool.
-    metrics = sorted({m for key, f in fitnesses.items() if key != "recipe" for m in f.metric_names})
+    names = [f.name for f in fitnesses.values()]
+    if len(set(names)) != len(names):  # a recipe's pool is found by its fitness name
+        print(f"error: two pre-filters share a fitness name: {names}", file=sys.stderr)
+        return 2
+    # A recipe's metrics exist only at its own setting, in its pool.
+    metrics = sorted(
+        {m for key, f in fitnesses.items() if key not in RECIPES for m in f.metric_names}
+    )
     scores = pd.read_csv(args.scores)
     pool = pool_from_logs(logs, scores, metrics)
-    recipe_pool = pool_from_logs(
-        logs,
-        with_recipe_scores(scores, recipe, fitnesses["recipe"]),
-        sorted(set(metrics) | set(fitnesses["recipe"].metric_names)),
-    )
+    recipe_pools = {
+        fitnesses[key].name: pool_from_logs(
+            logs,
+            with_recipe_scores(scores, r, fitnesses[key]),
+            sorted(set(metrics) | set(fitnesses[key].metric_names)),
+        )
+        for key, r in recipes.items()
+    }
     baselines = baselines_for(fitnesses)
     candidates = candidates_for(fitnesses, args.top_k)
 
@@ -561,7 +585,7 @@ def main() -> int:
     fractions = log_budgets(unit / total, 1.0, args.budgets)
     rng = np.random.default_rng(args.seed)
     full_orders = [
-        Replicate(pool, rng.permutation(pool.size), recipe_pool) for _ in range(args.orderings)
+        Replicate(pool, rng.permutation(pool.size), recipe_pools) for _ in range(args.orderings)
     ]
     # Random half-pools (a random half of the architectures, in a random order): the first
     # half of them select the multi-stage setting, the others report it.
@@ -570,11 +594,11 @@ def main() -> int:
     for _ in range(2 * args.half_pools):
         members = np.sort(rng.choice(pool.size, pool.size // 2, replace=False))
         order = rng.permutation(pool.size // 2)
-        half_pools.append(Replicate(pool.subset(members), order, recipe_pool.subset(members)))
+        half_pools.append(full_orders[0].subset(members, order))
     # Every setting runs on the selection half-pools; only those reported (the original grid,
     # each design's best on the selection half-pools, the selected) on the others.
     selection_curves = run_replicates(
-        half_pools[: args.half_pools], baselines + candidates, half_fractions, recipe_name
+        half_pools[: args.half_pools], baselines + candidates, half_fractions
     )
     selection = evaluate(selection_curves, baselines + candidates, args.seed, summarise=())
     selected = select_setting(selection)
@@ -597,10 +621,8 @@ def main() -> int:
     selection = evaluate(
         selection_curves, baselines + candidates, args.seed, summarise=reported_names
     )
-    full_curves = run_replicates(full_orders, reported, fractions, recipe_name)
-    report_curves = run_replicates(
-        half_pools[args.half_pools :], reported, half_fractions, recipe_name
-    )
+    full_curves = run_replicates(full_orders, reported, fractions)
+    report_curves = run_replicates(half_pools[args.half_pools :], reported, half_fractions)
     evals = {
         "full": evaluate(full_curves, reported, args.seed),
         "selection": selection,
@@ -610,23 +632,26 @@ def main() -> int:
     # those: the two halves as pools of their own (random orderings), the held-out one never
     # seen by the recipe's choice.
     for key, inside in (("recipe_chosen_on", True), ("recipe_held_out", False)):
-        members = [i for i, n in enumerate(pool.names) if (n in recipe.chosen_on) == inside]
-        sub, sub_recipe = pool.subset(members), recipe_pool.subset(members)
+        members = np.array(
+            [i for i, n in enumerate(pool.names) if (n in recipe.chosen_on) == inside]
+        )
+        sub = full_orders[0].subset(members, np.arange(len(members)))
         sub_fractions = log_budgets(
-            sub.architecture_epoch() / sub.first_epoch_total(), 1.0, args.budgets
+            sub.pool.architecture_epoch() / sub.pool.first_epoch_total(), 1.0, args.budgets
         )
         replicates = [
-            Replicate(sub, rng.permutation(sub.size), sub_recipe) for _ in range(args.orderings)
+            Replicate(sub.pool, rng.permutation(sub.pool.size), sub.recipe_pools)
+            for _ in range(args.orderings)
         ]
         evals[key] = evaluate(
-            run_replicates(replicates, reported, sub_fractions, recipe_name), reported, args.seed
+            run_replicates(replicates, reported, sub_fractions), reported, args.seed
         )
     print(f"simulated in {time.perf_counter() - started:.0f} s; selected: {selected}")
 
     # The full pool with scoring charged at other speeds (trained proxies are unaffected).
     h100, h100_source = h100_seconds(pool)
     chosen = next(p for p in candidates if p.name == selected)
-    chosen_pool = full_orders[0].pool_for(chosen, recipe_name)
+    chosen_pool = full_orders[0].pool_for(chosen)
 
     def scenarios(p: Pool) -> dict[str, Pool]:
         return {
@@ -640,8 +665,8 @@ def main() -> int:
     scenario_pools, regular_scenarios = scenarios(chosen_pool), scenarios(pool)
     cost_scenarios = {}
     for name, scenario_pool in scenario_pools.items():
-        orders = [Replicate(scenario_pool, r.order, scenario_pool) for r in full_orders]
-        curves = run_replicates(orders, [chosen], fractions, recipe_name)[selected]
+        orders = [Replicate(scenario_pool, r.order, {}) for r in full_orders]
+        curves = run_replicates(orders, [chosen], fractions)[selected]
         b = first_budget_reaching(fractions, curves.mean, evals["full"]["target"])
         regular = regular_scenarios[name]
         seconds = {
@@ -695,7 +720,10 @@ def main() -> int:
             "logs": args.logs,
             "scores": args.scores,
             "ensemble": ensemble_spec,
-            "recipe": {"spec": recipe.spec, "setting": recipe.setting, "from": args.recipe},
+            **{
+                key: {"spec": r.spec, "setting": r.setting, "from": args.recipe}
+                for key, r in recipes.items()
+            },
         },
         "hardware": {
             "training": "the logged epoch seconds of NAS-Bench-NLP (its GPU runs at the "
@@ -712,7 +740,7 @@ def main() -> int:
             "first_epoch_total_seconds": total,
             "first_epoch_total_architecture_epochs": total / unit,
             "scoring_seconds_whole_pool": {
-                key: float((recipe_pool if key == "recipe" else pool).scoring_cost(f).sum())
+                key: float(recipe_pools.get(f.name, pool).scoring_cost(f).sum())
                 for key, f in fitnesses.items()
             },
         },

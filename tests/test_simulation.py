@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from nas_engine.fitness import Fitness
+from nas_engine.fitness import Fitness, parse_spec
 from nas_engine.metrics import get_metric
 from nas_engine.nbnlp import TrainingLog
 from nas_engine.simulation import (
@@ -481,21 +481,24 @@ def test_experiment_script_end_to_end(tmp_path):
     # training-free method scores every architecture and picks the recipe's best, computed
     # here from fitness_search's table by the rank rule written out (direction-applied
     # mid-rank percentiles, weighted mean; a failed component drops the architecture).
-    recipe = result["settings"]["recipe"]
-    chosen = json.loads(Path(recipe["from"]).read_text())["chosen"]
-    table = pd.read_csv(Path(recipe["from"]).parent / f"scores_{chosen['setting']}.csv")
-    columns = {"hidden_cov": "hidden_cov_l1"}
-    fitness = np.zeros(len(table))
-    for metric, weight in chosen["weights"].items():
-        values = get_metric(metric).sign * table[columns.get(metric, metric)].to_numpy(float)
-        scored = np.isfinite(values)
-        percentile = np.full(len(values), np.nan)
-        percentile[scored] = stats.rankdata(values[scored]) / scored.sum()
-        fitness = fitness + weight * percentile
-    fitness[~np.isfinite(fitness)] = -np.inf
-    picked = int(np.argmax(fitness))
-    free = full["methods"][f"training-free, {recipe['spec']}"]["mean"]
-    assert free[-1] == pytest.approx(table["test_loss"][picked] - best, abs=1e-6)
+    # Both recipes (the chosen one and the rule's pick at gain 1), each from its own table.
+    for key, entry in (("recipe", "chosen"), ("recipe_gain1", "chosen_at_gain_1")):
+        recipe = result["settings"][key]
+        chosen = json.loads(Path(recipe["from"]).read_text())[entry]
+        assert chosen["spec"] == recipe["spec"]
+        table = pd.read_csv(Path(recipe["from"]).parent / f"scores_{chosen['setting']}.csv")
+        fitness = np.zeros(len(table))
+        for metric, weight in parse_spec(chosen["spec"]):
+            column = "hidden_cov_l1" if metric == "hidden_cov" else metric
+            values = get_metric(metric).sign * table[column].to_numpy(float)
+            scored = np.isfinite(values)
+            percentile = np.full(len(values), np.nan)
+            percentile[scored] = stats.rankdata(values[scored]) / scored.sum()
+            fitness = fitness + float(weight) * percentile
+        fitness[~np.isfinite(fitness)] = -np.inf
+        picked = int(np.argmax(fitness))
+        free = full["methods"][f"training-free, {recipe['spec']}"]["mean"]
+        assert free[-1] == pytest.approx(table["test_loss"][picked] - best, abs=1e-6)
 
 
 def test_experiment_script_missing_scores_is_exit_2(tmp_path):
