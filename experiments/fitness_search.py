@@ -67,7 +67,6 @@ from nas_engine.corpus import load_corpus
 from nas_engine.metrics import get_metric, metric_names
 from nas_engine.nbnlp import BenchmarkSettings, TrainingLog, read_logs, score_logs
 from nas_engine.result import Candidate
-from nas_engine.scoring import ScoringSetup
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -94,12 +93,11 @@ FORWARD = tuple(f"{m}_l{layer}" for m in ("hidden_cov", "hidden_drift") for laye
 WEIGHTS = (1, 2, 3)
 
 
-def score_setting(logs: list[TrainingLog], corpus, name: str, seed: int = 0) -> pd.DataFrame:
-    """The forward metrics of every log at one setting on one probe per log, with the
-    probe's seconds."""
+def benchmark_settings(name: str, metrics: tuple[str, ...], seed: int = 0) -> BenchmarkSettings:
+    """The setting ``name``'s sizes and gain, all metrics on one probe per log."""
     e, h, b, t, gain = SETTINGS[name]
-    settings = BenchmarkSettings(
-        metrics=FORWARD,
+    return BenchmarkSettings(
+        metrics=metrics,
         embedding_size=e,
         hidden_size=h,
         batch_size=b,
@@ -108,6 +106,12 @@ def score_setting(logs: list[TrainingLog], corpus, name: str, seed: int = 0) -> 
         seed=seed,
         together=True,
     )
+
+
+def score_setting(logs: list[TrainingLog], corpus, name: str, seed: int = 0) -> pd.DataFrame:
+    """The forward metrics of every log at one setting on one probe per log, with the
+    probe's seconds."""
+    settings = benchmark_settings(name, FORWARD, seed)
     scores = score_logs(logs, corpus, settings)
     scores = scores.rename(columns={f"{FORWARD[0]}_seconds": "seconds"})
     return scores[["log", "test_loss", "seconds", *FORWARD]]
@@ -210,16 +214,7 @@ def spec_of(weights: dict[str, int]) -> str:
 def recipe_seconds(logs: list[TrainingLog], corpus, setting: str, metrics: tuple) -> float:
     """Median seconds per architecture of the recipe's metrics on one probe (the engine's
     Scorer, as a search scores them), over the logs."""
-    e, h, b, t, gain = SETTINGS[setting]
-    setup = ScoringSetup(
-        metrics=metrics,
-        embedding_size=e,
-        hidden_size=h,
-        batch_size=b,
-        bptt=t,
-        init_gain=gain,
-        seed=0,
-    )
+    setup = benchmark_settings(setting, metrics).setup_for(logs[0], metrics)
     scorer = BatchedScorer(setup, corpus)
     scorer.score(Candidate("", json.loads(logs[0].recipe_json)))  # warm-up, untimed
     seconds = [scorer.score(Candidate("", json.loads(log.recipe_json))).seconds for log in logs]
