@@ -9,7 +9,7 @@ Methods, each given the same search wall-clock budget (``--time-budget`` seconds
 same confirmation (its top ``--top`` trained ``--confirm-steps`` steps with the benchmark recipe):
 
 - ``evolution + hidden_cov`` and ``random + hidden_cov``: training-free search;
-- ``evolution + hidden_cov:3+hidden_drift_l1+hidden_drift_l3, gain 1.25``: the best recipe of
+- ``evolution + hidden_cov:3+hidden_drift_l1+hidden_drift_l3 (gain 1.25)``: the best recipe of
   fitness_search.py (scored with ``--init-gain 1.25``; the top cells are trained from the
   benchmark's initialisation, as every method's are);
 - ``evolution + trained_loss``: the trained proxy (validation loss after ``--proxy-steps``);
@@ -46,7 +46,7 @@ METHODS = {
     "random + hidden_cov": dict(strategy="random", fitness="hidden_cov"),
     # The best training-free recipe of experiments/fitness_search.py (its fitness and init
     # gain; the scoring sizes here are this script's, as for every method).
-    "evolution + hidden_cov:3+hidden_drift_l1+hidden_drift_l3, gain 1.25": dict(
+    "evolution + hidden_cov:3+hidden_drift_l1+hidden_drift_l3 (gain 1.25)": dict(
         strategy="evolution", fitness="hidden_cov:3+hidden_drift_l1+hidden_drift_l3", init_gain=1.25
     ),
     "evolution + trained_loss": dict(strategy="evolution", fitness="trained_loss"),
@@ -160,6 +160,10 @@ def main() -> None:
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
     p.add_argument("--out", default="experiments/out/live_search")
     args = p.parse_args()
+    methods = [name.strip() for name in args.methods.split(",")]
+    unknown = [name for name in methods if name not in METHODS]
+    if unknown:  # before any method runs, not after the first ones have taken minutes
+        p.error(f"unknown --methods {unknown}; known: {list(METHODS)}")
 
     base = dict(
         space="rnn",
@@ -176,8 +180,8 @@ def main() -> None:
     )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.methods.split(","):
-            rows.append(run_method(name.strip(), base, args, tmp))
+        for name in methods:
+            rows.append(run_method(name, base, args, tmp))
     rows += run_presets(base, args)
     report = {
         "settings": {
