@@ -21,9 +21,11 @@ Candidates are fixed before any held-out number is computed:
 The selection half is ensemble_selection.py's (a seed-0 permutation of the log table, first
 half). Rule: among the candidates within ``--tolerance`` (0.01) of the best selection-half
 Kendall tau, the one with the fewest components, then the cheapest setting, then the highest
-tau. Only that recipe, and hidden_cov alone, are then evaluated on the held-out half and on all
-logs. The recipe's seconds per architecture are measured by scoring it with the engine's
-Scorer (its metrics on one probe, as a search runs it), median over the logs.
+tau. Only that recipe, the same rule's pick among the gain-1 settings alone (the pick before
+the gains joined; regret_simulation.py pre-filters with both) and hidden_cov alone are then
+evaluated on the held-out half and on all logs. The recipe's seconds per architecture are
+measured by scoring it with the engine's Scorer (its metrics on one probe, as a search runs
+it), median over the logs.
 
 Where hidden_drift came from: before this script was written, about 40 statistics of the
 states entering layers 1-2 (eig-score variants, norms, spreads over time and over sequences,
