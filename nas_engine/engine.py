@@ -106,7 +106,7 @@ def prepare(config: SearchConfig) -> _Prepared:
         raise ConfigError(str(exc)) from None
     if config.resume and config.out is None:
         raise ConfigError("--resume needs --out: the folder of the run to resume")
-    store = RunStore(config.out or default_out(config))
+    store = RunStore(config.out or default_out(config), defaults=SearchConfig().identity())
     try:
         if config.resume:
             store.check_resumable(config.identity())

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from .result import Result
 
@@ -16,8 +18,12 @@ class RunFolderError(ValueError):
 
 
 class RunStore:
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, defaults: Mapping[str, Any] | None = None) -> None:
+        """``defaults``: each setting's default value. A folder written before a setting
+        existed lacks it, and ran with what is now its default, so a missing setting is
+        compared as that default."""
         self.root = Path(root)
+        self.defaults = dict(defaults or {})
         self.config_path = self.root / "config.json"
         self.results_path = self.root / "results.jsonl"
         self.summary_path = self.root / "summary.json"
@@ -60,7 +66,11 @@ class RunStore:
             raise RunFolderError(
                 f"{option} {str(self.root)!r} holds an unreadable config.json"
             ) from None
-        return sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
+        return sorted(
+            k
+            for k in set(previous) | set(config)
+            if previous.get(k, self.defaults.get(k)) != config.get(k)
+        )
 
     def open(self, config: dict) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -172,6 +172,23 @@ def test_resume_refuses_a_run_with_other_settings(tmp_path: Path) -> None:
         nas_engine.search(budget=5, resume=True, **TINY)
 
 
+def test_resume_reads_a_folder_written_before_a_setting_existed(tmp_path: Path) -> None:
+    """A config.json without a later setting (init_gain) ran at that setting's default: it
+    resumes at the default and is refused at another value."""
+    out = tmp_path / "run"
+    nas_engine.search(budget=4, out=str(out), seed=1, **TINY)
+    config = json.loads((out / "config.json").read_text())
+    del config["init_gain"]
+    (out / "config.json").write_text(json.dumps(config))
+    (out / "summary.json").unlink()
+    lines = (out / "results.jsonl").read_text().splitlines(keepends=True)
+    (out / "results.jsonl").write_text("".join(lines[:2]))  # stopped after two results
+    resumed = nas_engine.search(budget=4, out=str(out), seed=1, resume=True, **TINY)
+    assert [r.index for r in resumed] == list(range(4))
+    with pytest.raises(ConfigError, match="differs in: init_gain"):
+        nas_engine.search(budget=4, out=str(out), seed=1, init_gain=2.0, resume=True, **TINY)
+
+
 def test_resume_refuses_a_journal_the_strategy_does_not_reproduce(tmp_path: Path) -> None:
     out = tmp_path / "run"
     nas_engine.search(budget=5, out=str(out), seed=1, **TINY)
