@@ -91,7 +91,14 @@ SETTINGS: dict[str, tuple[int, int, int, int, float]] = {
     for gain in GAINS
     for name, sizes in SIZES.items()
 }
-FORWARD = tuple(f"{m}_l{layer}" for m in ("hidden_cov", "hidden_drift") for layer in (1, 2, 3))
+# Layer 1 of hidden_cov under the engine's name for it (hidden_cov_l1 is the same metric), so a
+# table's columns, a recipe's weights and a search's --fitness spell it alike.
+FORWARD = (
+    "hidden_cov",
+    "hidden_cov_l2",
+    "hidden_cov_l3",
+    *(f"hidden_drift_l{layer}" for layer in (1, 2, 3)),
+)
 WEIGHTS = (1, 2, 3)
 
 
@@ -183,15 +190,10 @@ def apply_rule(candidates: list[dict], tolerance: float, forward_cost: dict[str,
     )
 
 
-def engine_spec(weights: dict[str, int]) -> str:
-    """The fitness spec a search takes (the tables' hidden_cov_l1 is the engine's hidden_cov)."""
-    return spec_of({"hidden_cov" if m == "hidden_cov_l1" else m: w for m, w in weights.items()})
-
-
 def search_command(weights: dict[str, int], setting: str) -> str:
     e, h, b, t, gain = SETTINGS[setting]
     return (
-        f"python -m nas_engine.search --space rnn --fitness '{engine_spec(weights)}' "
+        f"python -m nas_engine.search --space rnn --fitness '{spec_of(weights)}' "
         f"--embedding-size {e} --hidden-size {h} --batch-size {b} --bptt {t}"
         + ("" if gain == 1 else f" --init-gain {gain:g}")
         + " --corpus ../shared/data/ptb"
@@ -248,7 +250,7 @@ def seed_robustness(
         )
     signed = [{m: get_metric(m).sign * f[m].to_numpy(dtype=float) for m in weights} for f in frames]
     out: dict = {"seeds": list(range(args.seeds))}
-    for label, spec in (("recipe", weights), ("hidden_cov", {"hidden_cov_l1": 1})):
+    for label, spec in (("recipe", weights), ("hidden_cov", {"hidden_cov": 1})):
         per_half = {}
         averaged_pool = {f"{m}@{i}": pool[m] for i, pool in enumerate(signed) for m in spec}
         averaged = {f"{m}@{i}": w for i in range(len(signed)) for m, w in spec.items()}
@@ -333,8 +335,7 @@ def main() -> int:
         pools[name] = {m: get_metric(m).sign * frame[m].to_numpy(dtype=float) for m in FORWARD}
     known = set(metric_names("rnn")) - {"hidden_cov_l1"}  # hidden_cov_l1 is hidden_cov
     for m in sorted(c for c in fast_all.columns if c in known):
-        name = "hidden_cov_l1" if m == "hidden_cov" else m
-        pools[FAST].setdefault(name, get_metric(m).sign * fast_all[m].to_numpy(dtype=float))
+        pools[FAST].setdefault(m, get_metric(m).sign * fast_all[m].to_numpy(dtype=float))
     forward_only = set(FORWARD)
 
     candidates = []
@@ -376,16 +377,16 @@ def main() -> int:
             out[label] = {"tau": tau, "n": n, "tau_failed_ranked_last": last}
         return out
 
-    default_pool = {"hidden_cov_l1": default["hidden_cov"].to_numpy(dtype=float)}
+    default_pool = {"hidden_cov": default["hidden_cov"].to_numpy(dtype=float)}
     baselines = {
-        "hidden_cov, default sizes (E400/H600/B50/T70)": taus(default_pool, {"hidden_cov_l1": 1}),
-        f"hidden_cov, fast sizes ({FAST})": taus(pools[FAST], {"hidden_cov_l1": 1}),
-        f"hidden_cov at the recipe's setting ({setting})": taus(pool, {"hidden_cov_l1": 1}),
+        "hidden_cov, default sizes (E400/H600/B50/T70)": taus(default_pool, {"hidden_cov": 1}),
+        f"hidden_cov, fast sizes ({FAST})": taus(pools[FAST], {"hidden_cov": 1}),
+        f"hidden_cov at the recipe's setting ({setting})": taus(pool, {"hidden_cov": 1}),
     }
     sizes_name = next(n for n, v in SIZES.items() if v == SETTINGS[setting][:4])
     if sizes_name != setting:  # the recipe's sizes at the benchmark's initialisation
         baselines[f"hidden_cov at the recipe's sizes, gain 1 ({sizes_name})"] = taus(
-            pools[sizes_name], {"hidden_cov_l1": 1}
+            pools[sizes_name], {"hidden_cov": 1}
         )
     recipe_taus = taus(pool, weights)
     robustness = None
@@ -393,11 +394,10 @@ def main() -> int:
         robustness = seed_robustness(
             logs, corpus, setting, weights, tables[setting], target, args, (choose, report)
         )
-    engine_names = tuple("hidden_cov" if m == "hidden_cov_l1" else m for m in weights)
-    spec, command = engine_spec(weights), search_command(weights, setting)
+    spec, command = spec_of(weights), search_command(weights, setting)
     e, h, b, t, gain = SETTINGS[setting]
     load_before = os.getloadavg()[0]
-    seconds = recipe_seconds(logs[: args.timing_logs], corpus, setting, engine_names)
+    seconds = recipe_seconds(logs[: args.timing_logs], corpus, setting, tuple(weights))
     hc_seconds = recipe_seconds(logs[: args.timing_logs], corpus, FAST, ("hidden_cov",))
     per_setting = {}
     for s, c in itertools.groupby(
@@ -432,13 +432,13 @@ def main() -> int:
             "init_gain": gain,
             "layers": 3,
             "seed": 0,
-            "weights": dict(zip(engine_names, weights.values(), strict=True)),
+            "weights": dict(weights),
             "taus": recipe_taus,
             "seconds_per_arch_median": seconds,
             "search_command": command,
         },
         "chosen_at_gain_1": {
-            "spec": engine_spec(at_gain_1["weights"]),
+            "spec": spec_of(at_gain_1["weights"]),
             "setting": at_gain_1["setting"],
             "taus": taus(pools[at_gain_1["setting"]], at_gain_1["weights"]),
             "search_command": search_command(at_gain_1["weights"], at_gain_1["setting"]),

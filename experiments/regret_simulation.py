@@ -216,14 +216,12 @@ def fitness_search_recipes(path: Path) -> dict[str, SearchedRecipe]:
 
 def with_recipe_scores(scores: pd.DataFrame, recipe: SearchedRecipe, fitness: Fitness):
     """``scores`` with the recipe's metrics (and seconds) replaced by the recipe table's, at
-    the recipe's sizes. The table names layer 1 of hidden_cov ``hidden_cov_l1`` (the same
-    metric); the probe's seconds, which serve all its metrics at once, are split evenly among
-    the recipe's metrics, so that the recipe costs one probe."""
+    the recipe's setting. The probe's seconds, which serve all its metrics at once, are split
+    evenly among the recipe's metrics, so that the recipe costs one probe."""
     table = recipe.table.set_index("log").loc[scores["log"]]
     out = scores.copy()
     for m in fitness.metric_names:
-        column = "hidden_cov_l1" if m == "hidden_cov" else m
-        out[m] = table[column].to_numpy()
+        out[m] = table[m].to_numpy()
         out[f"{m}_seconds"] = table["seconds"].to_numpy() / len(fitness.metric_names)
     return out
 

@@ -489,8 +489,7 @@ def test_experiment_script_end_to_end(tmp_path):
         table = pd.read_csv(Path(recipe["from"]).parent / f"scores_{chosen['setting']}.csv")
         fitness = np.zeros(len(table))
         for metric, weight in parse_spec(chosen["spec"]):
-            column = "hidden_cov_l1" if metric == "hidden_cov" else metric
-            values = get_metric(metric).sign * table[column].to_numpy(float)
+            values = get_metric(metric).sign * table[metric].to_numpy(float)
             scored = np.isfinite(values)
             percentile = np.full(len(values), np.nan)
             percentile[scored] = stats.rankdata(values[scored]) / scored.sum()
