@@ -79,7 +79,7 @@ import re
 import sys
 import time
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -633,14 +633,14 @@ def main() -> int:
         members = np.array(
             [i for i, n in enumerate(pool.names) if (n in recipe.chosen_on) == inside]
         )
-        sub = full_orders[0].subset(members, np.arange(len(members)))
-        sub_fractions = log_budgets(
-            sub.pool.architecture_epoch() / sub.pool.first_epoch_total(), 1.0, args.budgets
-        )
-        replicates = [
-            Replicate(sub.pool, rng.permutation(sub.pool.size), sub.recipe_pools)
-            for _ in range(args.orderings)
+        # The pools are cut once; the orderings share them.
+        first = full_orders[0].subset(members, rng.permutation(len(members)))
+        replicates = [first] + [
+            replace(first, order=rng.permutation(len(members))) for _ in range(args.orderings - 1)
         ]
+        sub_fractions = log_budgets(
+            first.pool.architecture_epoch() / first.pool.first_epoch_total(), 1.0, args.budgets
+        )
         evals[key] = evaluate(
             run_replicates(replicates, reported, sub_fractions), reported, args.seed
         )
