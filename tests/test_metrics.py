@@ -117,6 +117,20 @@ def test_rows_stored_as_columns_score_the_same() -> None:
         eig_score(bad.t())
 
 
+def test_indefinite_matrix_falls_back_to_clamped_eigenvalues() -> None:
+    """The score comes from a Cholesky factor of correlation + kI; where rounding would make
+    that indefinite (an eigenvalue below -k), the eigenvalues are taken and clamped at 0."""
+    from nas_engine.metrics.eig import _log_barrier
+
+    q, _ = np.linalg.qr(np.random.default_rng(4).normal(size=(3, 3)))
+    lam = np.array([1.7, 1.3, -1e-3])
+    matrix = torch.from_numpy(np.triu(q @ np.diag(lam) @ q.T))  # upper triangle given
+    expected = -(math.log(1.7 + K) + 1 / (1.7 + K) + math.log(1.3 + K) + 1 / (1.3 + K)) + DEAD
+    assert _log_barrier(matrix, K) == pytest.approx(expected, rel=1e-9)
+    positive = torch.from_numpy(q @ np.diag([1.7, 1.3, 0.0]) @ q.T)
+    assert _log_barrier(positive, K) == pytest.approx(expected, rel=1e-6)
+
+
 @pytest.mark.parametrize("n", [1, 2, 5])
 def test_all_constant_rows_give_a_finite_score(n: int) -> None:
     rows = torch.arange(n, dtype=torch.float64)[:, None].repeat(1, 7)

