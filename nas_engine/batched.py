@@ -15,7 +15,11 @@ What a batch shares, and where it pays (the scores are the same as one at a time
 - RNN space, every device: the seed's embedding (V x E, drawn before the cells) is drawn once
   per scorer (:class:`~search_spaces.rnn.model.SharedEmbedding`) instead of once per
   candidate: at the benchmark's sizes that draw costs about 14 ms on a 2-core CPU, more than a
-  small cell's forward at the fast sizes. Every ``score`` of a BatchedScorer gets this.
+  small cell's forward at the fast sizes. The cells' weights are not drawn either: every
+  model of the seed draws them from the same RNG state, so they are views of one stream of
+  those draws, kept scaled on the device (:class:`~search_spaces.rnn.model.UniformStream`;
+  about 10 ms per median cell at the benchmark's sizes on that CPU, and on a GPU no draw on
+  the host and no copy to the device). Every ``score`` of a BatchedScorer gets this.
 - RNN space on CUDA: the forward passes that need no host synchronisation (the states entering
   the cells, without the activation codes) of all candidates of a batch are launched first,
   round-robin on ``streams`` CUDA streams, so the small kernels of different recurrences

@@ -199,8 +199,9 @@ class RNNProbe:
     # ------------------------------------------------------------------ the network
     @cached_property
     def model(self) -> RNNLanguageModel:
-        # Weights are drawn on the CPU generator whatever the device, so an architecture
-        # gets the same network, and the same score up to rounding, on CPU and GPU.
+        # Weights are drawn on the CPU generator whatever the device (a shared stream's views
+        # hold those draws), so an architecture gets the same network, and the same score up
+        # to rounding, on CPU and GPU.
         if self.shared is not None:
             model = self.shared.build(self.recipe, self.sizes, self.device, self.depth)
             return model.eval()

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -210,6 +212,46 @@ def test_shared_embedding_builds_the_same_network() -> None:
     assert torch.equal(shallow.layers[0].linears[0].weight, direct.layers[0].linears[0].weight)
     # The embedding is shared, not copied.
     assert built.encoder.weight.data_ptr() == shared.weight.data_ptr()
+
+
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+def test_weights_from_the_stream_equal_drawn_weights(tied: bool) -> None:
+    """A model built from the shared stream (its weights views, nothing drawn) has exactly
+    the weights torch.manual_seed(seed) and a fresh draw give, for cells of every size, in
+    any order (a larger cell makes the stream grow), with another init gain too."""
+    from search_spaces.rnn.model import stream_reproduces_uniform
+
+    assert stream_reproduces_uniform()  # else the engine silently draws every model
+    sizes = ModelSizes(vocab_size=30, embedding_size=12, hidden_size=16, num_layers=3, tied=tied)
+    shared = SharedEmbedding.draw(5, sizes)
+    assert shared.stream is not None
+    order = [CELLS[i][1] for i in (0, 7, 1, 12, 0)]
+    for gain in (1.0, 1.25):
+        gained = dataclasses.replace(sizes, init_gain=gain)
+        for recipe in order:
+            for layers in (1, None):
+                built = shared.build(recipe, gained, build_layers=layers)
+                torch.manual_seed(5)
+                direct = RNNLanguageModel(recipe, gained, build_layers=layers)
+                got, expected = dict(built.named_parameters()), dict(direct.named_parameters())
+                assert list(got) == list(expected)
+                for name, p in expected.items():
+                    assert torch.equal(got[name], p), (name, gain, layers)
+    # Nothing was drawn from the stream per model: its weights are views of it.
+    weight = built.layers[0].linears[0].weight
+    assert weight.untyped_storage().data_ptr() == (
+        shared.build(order[0], gained).layers[0].linears[0].weight.untyped_storage().data_ptr()
+    )
+
+
+def test_a_model_that_changes_stream_weights_in_place_stops_the_stream() -> None:
+    sizes = _sizes()
+    shared = SharedEmbedding.draw(3, sizes)
+    model = shared.build(preset("lstm"), sizes)
+    with torch.no_grad():
+        model.layers[0].linears[0].weight.mul_(2.0)
+    with pytest.raises(RuntimeError, match="in place"):
+        shared.build(preset("gru"), sizes)
 
 
 def test_shared_embedding_refuses_another_dtype(float64_default) -> None:

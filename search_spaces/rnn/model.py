@@ -9,7 +9,9 @@ layer's hidden size H; the embedding is uniform(-0.1, 0.1); the decoder bias is 
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -32,6 +34,7 @@ _ACTIVATION_FNS = {
     "activation_leaky_relu": nn.functional.leaky_relu,
 }
 assert set(_ACTIVATION_FNS) == set(ACTIVATIONS)
+EMBEDDING_BOUND = 0.1  # the embedding (and an untied decoder) start uniform(-0.1, 0.1)
 
 
 @dataclass(frozen=True)
@@ -128,8 +131,13 @@ class RecipeCell(nn.Module):
     def _width(self, name: str) -> int:
         return self.input_size if name == "x" else self.hidden_size
 
+    @property
+    def init_bound(self) -> float:
+        """Every parameter of the cell starts uniform(-init_bound, init_bound)."""
+        return self.init_gain / math.sqrt(self.hidden_size)
+
     def reset_parameters(self) -> None:
-        bound = self.init_gain / math.sqrt(self.hidden_size)
+        bound = self.init_bound
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
 
@@ -332,6 +340,7 @@ class RNNLanguageModel(nn.Module):
         device: torch.device | str | None = None,
         build_layers: int | None = None,
         encoder_weight: torch.Tensor | None = None,
+        stream: UniformStream | None = None,
     ) -> None:
         """``build_layers``: build only the embedding and the first layers (no decoder), for
         probes that read no deeper. Their weights equal the full model's: they are drawn
@@ -339,7 +348,11 @@ class RNNLanguageModel(nn.Module):
 
         ``encoder_weight``: an embedding (V, E) drawn earlier, used as is (not copied, not
         drawn again: torch's RNG must then stand where that draw left it, see
-        :class:`SharedEmbedding`). Many models of one seed share it."""
+        :class:`SharedEmbedding`). Many models of one seed share it.
+
+        ``stream`` (with ``encoder_weight``): the draws that follow the embedding's; the other
+        weights are views of it, the numbers torch's RNG would draw next, and nothing is
+        drawn (see :class:`UniformStream`)."""
         super().__init__()
         self.recipe = recipe
         self.sizes = sizes
@@ -369,6 +382,11 @@ class RNNLanguageModel(nn.Module):
                 RecipeCell(recipe, inp, hid, program, sizes.init_gain) for inp, hid in layer_sizes
             )
             self.decoder = nn.Linear(last_hidden, sizes.vocab_size) if self.complete else None
+        if stream is not None:
+            if encoder_weight is None:
+                raise ValueError("weights from a stream need the embedding drawn before it")
+            self._take_parameters(stream, device)
+            return
         if encoder_weight is None:
             self.encoder.to_empty(device=device)
         self.layers.to_empty(device=device)
@@ -378,16 +396,36 @@ class RNNLanguageModel(nn.Module):
             self.decoder.weight = self.encoder.weight
         self.reset_parameters(draw_encoder=encoder_weight is None)
 
+    def _take_parameters(self, stream: UniformStream, device: torch.device | str) -> None:
+        """:meth:`reset_parameters` without the embedding, each weight a view of ``stream``
+        at the offset its draw would start at (the same order and bounds)."""
+        offset = 0
+        for cell in self.layers:
+            for module in cell.modules():
+                for name, p in list(module._parameters.items()):
+                    view = stream.take(offset, p.shape, cell.init_bound)
+                    module._parameters[name] = nn.Parameter(view)
+                    offset += p.numel()
+        if self.decoder is None:
+            return
+        if self.sizes.tied:
+            self.decoder.weight = self.encoder.weight
+        else:
+            self.decoder.weight = nn.Parameter(
+                stream.take(offset, self.decoder.weight.shape, EMBEDDING_BOUND)
+            )
+        self.decoder.bias = nn.Parameter(torch.zeros(self.sizes.vocab_size, device=device))
+
     def reset_parameters(self, draw_encoder: bool = True) -> None:
         """The benchmark's initialisation, drawn from torch's current RNG state (the
         embedding first, unless ``draw_encoder`` is False)."""
         if draw_encoder:
-            nn.init.uniform_(self.encoder.weight, -0.1, 0.1)
+            nn.init.uniform_(self.encoder.weight, -EMBEDDING_BOUND, EMBEDDING_BOUND)
         for cell in self.layers:
             cell.reset_parameters()
         if self.decoder is not None:
             if not self.sizes.tied:
-                nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+                nn.init.uniform_(self.decoder.weight, -EMBEDDING_BOUND, EMBEDDING_BOUND)
             nn.init.zeros_(self.decoder.bias)
 
     def forward(
@@ -484,16 +522,107 @@ class RNNLanguageModel(nn.Module):
         return cell.program.project(weights, self.encoder(tokens))
 
 
+class UniformStream:
+    """The numbers torch's CPU generator draws from one saved state, drawn once and kept
+    scaled, so that each model's uniform(-b, b) weights are views of it instead of draws.
+
+    Every model of one seed draws its cells from the same state (the one right after the
+    embedding, see :class:`SharedEmbedding`), one parameter after the other, and torch's
+    ``uniform_`` on float32 takes one 32-bit draw per element, in order: so the parameter
+    that starts at offset o of a model's draws holds draws o, o+1, ... of one stream, mapped
+    to (-b, b). :meth:`take` returns exactly those values, as a view of the stream scaled to
+    that bound; nothing is drawn, copied or moved to the device per model. Drawing the cells
+    of a median cell at the benchmark's sizes took about 10 ms of a 0.14 s score on a 2-core
+    Xeon, and on a GPU the CPU draw and the copy to the device would be most of a score.
+
+    The stream is drawn on the CPU, as the models are, and grows (drawn again from the state,
+    longer) when a model needs more. The scaled copies are shared by every model built from
+    them, so a model must never change its weights in place: :meth:`take` refuses to go on
+    once one has (torch's version counter of the stream moved). ``device``: where the scaled
+    streams live. Only float32 (torch's default dtype) is supported; see
+    :func:`stream_reproduces_uniform`.
+    """
+
+    def __init__(self, rng_state: torch.Tensor, device: torch.device | str = "cpu") -> None:
+        self.rng_state = rng_state
+        self.device = torch.device(device)
+        self._raw = torch.empty(0)  # float32 draws in [0, 1), on the CPU
+        self._scaled: dict[float, tuple[torch.Tensor, int]] = {}  # bound -> (stream, version)
+
+    def __len__(self) -> int:
+        return self._raw.numel()
+
+    def take(self, offset: int, shape: Sequence[int], bound: float) -> torch.Tensor:
+        """The tensor of ``shape`` that ``uniform_(-bound, bound)`` would fill from draw
+        ``offset`` of the stream on: a view of the stream scaled to ``bound``."""
+        end = offset + math.prod(shape)
+        if end > len(self):
+            self._grow(end)
+        if bound not in self._scaled:
+            scaled = _uniform_from_unit(self._raw, bound).to(self.device)
+            self._scaled[bound] = (scaled, scaled._version)
+        scaled, version = self._scaled[bound]
+        if scaled._version != version:
+            raise RuntimeError(
+                "a model built from the shared weight stream changed its weights in place; "
+                "the stream's later models would start from those weights"
+            )
+        return scaled[offset:end].view(tuple(shape))
+
+    def _grow(self, length: int) -> None:
+        # Geometric growth: a larger cell then seldom draws the whole stream again.
+        length = max(length, 2 * len(self), 1 << 16)
+        generator = torch.Generator()
+        generator.set_state(self.rng_state)
+        self._raw = torch.empty(length, dtype=torch.float32).uniform_(0.0, 1.0, generator=generator)
+        self._scaled.clear()
+
+
+def _uniform_from_unit(unit: torch.Tensor, bound: float) -> torch.Tensor:
+    """Draws of ``uniform_(0, 1)`` mapped as ``uniform_(-bound, bound)`` maps the same draws:
+    torch computes u * (to - from) + from in float32 with one rounding (a fused multiply-add
+    on x86 builds); in float64 that product and sum are exact for a symmetric range (u has
+    24 bits, to - from = 2 * to exactly), so rounding once to float32 gives the same value."""
+    low = torch.tensor(-bound, dtype=torch.float32)
+    span = torch.tensor(bound, dtype=torch.float32) - low
+    return (unit.double() * span.double() + low.double()).to(torch.float32)
+
+
+@functools.cache
+def stream_reproduces_uniform() -> bool:
+    """Whether :class:`UniformStream` gives exactly what this torch build's ``uniform_`` gives
+    (checked once per process on a few thousand draws at several bounds; a build that rounds
+    differently gets False, and models are then drawn as usual)."""
+    state = torch.Generator().manual_seed(12345).get_state()
+    sizes, bounds = (1000, 37, 3000, 5), (0.1, 0.5, 1 / math.sqrt(600), 1.25 / math.sqrt(64))
+    generator = torch.Generator()
+    generator.set_state(state)
+    drawn = [
+        torch.empty(n, dtype=torch.float32).uniform_(-b, b, generator=generator)
+        for n, b in zip(sizes, bounds, strict=True)
+    ]
+    stream = UniformStream(state)
+    offset = 0
+    for got, n, b in zip(drawn, sizes, bounds, strict=True):
+        if not torch.equal(stream.take(offset, (n,), b), got):
+            return False
+        offset += n
+    return True
+
+
 @dataclass(frozen=True)
 class SharedEmbedding:
     """The embedding that every model of one seed and size draws first (the benchmark draws
     it before the cells), drawn once, and torch's CPU RNG state right after that draw.
     Building a model with ``encoder_weight=weight`` from ``rng_state`` gives exactly the
     model that :func:`torch.manual_seed` (seed) would, without drawing and storing V x E
-    numbers again (at the default sizes that draw costs more than a small cell's forward)."""
+    numbers again (at the default sizes that draw costs more than a small cell's forward).
+    ``stream``: the draws after the embedding's (:class:`UniformStream`), so that the cells
+    are not drawn either; None where it would not reproduce torch's draws."""
 
     weight: torch.Tensor  # (V, E), on the device the models will run on
     rng_state: torch.Tensor  # torch.get_rng_state() right after drawing it on the CPU
+    stream: UniformStream | None = None
 
     @classmethod
     def draw(
@@ -504,9 +633,12 @@ class SharedEmbedding:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             weight = torch.empty(sizes.vocab_size, sizes.embedding_size)
-            nn.init.uniform_(weight, -0.1, 0.1)
+            nn.init.uniform_(weight, -EMBEDDING_BOUND, EMBEDDING_BOUND)
             state = torch.get_rng_state()
-        return cls(weight.to(device), state)
+        stream = None
+        if weight.dtype == torch.float32 and stream_reproduces_uniform():
+            stream = UniformStream(state, device)
+        return cls(weight.to(device), state, stream)
 
     def build(
         self,
@@ -515,12 +647,23 @@ class SharedEmbedding:
         device: torch.device | str = "cpu",
         build_layers: int | None = None,
     ) -> RNNLanguageModel:
-        """The model of ``recipe`` with this embedding (the cells drawn on the CPU from the
-        saved RNG state, torch's global RNG state left as it was), moved to ``device``."""
+        """The model of ``recipe`` with this embedding (the cells' weights views of the
+        stream on its device, or drawn on the CPU from the saved RNG state; torch's global
+        RNG state left as it was), on ``device``. Its weights are shared with every other
+        model built here: train a model of your own."""
         if self.weight.dtype != torch.get_default_dtype():
             raise ValueError(
                 f"shared embedding is {self.weight.dtype}, the default dtype is "
                 f"{torch.get_default_dtype()}: draw it under the same default dtype"
+            )
+        if self.stream is not None and self.stream.device == torch.device(device):
+            return RNNLanguageModel(
+                recipe,
+                sizes,
+                device,
+                build_layers=build_layers,
+                encoder_weight=self.weight,
+                stream=self.stream,
             )
         with torch.random.fork_rng(devices=[]):
             torch.set_rng_state(self.rng_state)
