@@ -21,7 +21,10 @@ parallel work, and OpenBLAS threads left spinning after the baseline's numpy cal
 slow the engine's next score (the engine keeps them at one thread inside its scores; the
 baseline was as fast either way, 0.84 vs 0.85 s on a 2-core Xeon). Other metrics
 (``--metric all``: the whole training-free RNN suite, or a comma list) time the engine only
-(the baseline fields are null). ``--forward`` also times the first layer's forward alone,
+(the baseline fields are null). ``--batch K`` then scores all N again through
+``score_batch``, K at a time (on CUDA their forwards overlap on streams), and reports
+``engine_batched_archs_per_s`` and the largest difference to the one-at-a-time scores.
+``--forward`` also times the first layer's forward alone,
 compiled against the interpreted path (the graph walked at every step), on the same
 architectures.
 
@@ -86,6 +89,29 @@ def engine_run(
     return clock() - t0, dict(ev.metrics), ev.error
 
 
+def batched_run(
+    scorer: BatchedScorer, archs: list[tuple[str, dict]], keys: list[str], size: int
+) -> dict:
+    """All architectures once more through ``score_batch``, ``size`` at a time (one untimed
+    warm-up batch first): throughput, and agreement with the one-at-a-time scores."""
+    candidates = [Candidate(key, recipe) for key, (_, recipe) in zip(keys, archs, strict=True)]
+    scorer.score_batch(candidates[:size])  # warm-up: streams, kernels, allocator
+    sync(scorer.device)
+    start = time.perf_counter()
+    evaluations = []
+    for i in range(0, len(candidates), size):
+        evaluations += scorer.score_batch(candidates[i : i + size])
+    sync(scorer.device)
+    seconds = time.perf_counter() - start
+    return {
+        "batch_size": size,
+        "seconds": seconds,
+        "archs_per_s": len(candidates) / seconds,
+        "failed": sum(ev.status != "ok" for ev in evaluations),
+        "metrics": [dict(ev.metrics) for ev in evaluations],
+    }
+
+
 def run_context(clock: str, load_before: float, device: torch.device, blas: int) -> dict:
     """What a timing depends on besides the code: clock, threads, load, versions, hardware."""
     return {
@@ -134,6 +160,13 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--fast", action="store_true", help="the fast mode's sizes")
     parser.add_argument("--forward", action="store_true", help="also time compiled vs interpreted")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        help="also time score_batch over all N architectures in batches of this size "
+        "(engine only; on CUDA their forwards overlap on streams): engine_batched_archs_per_s",
+    )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
     )
@@ -251,6 +284,8 @@ def run(args: argparse.Namespace) -> None:
         per_arch.append(row)
         print(line, flush=True)
 
+    batched = batched_run(scorer, archs, keys, args.batch) if args.batch > 0 else None
+
     e_secs = [a["engine_seconds"] for a in per_arch]
     result: dict = {
         "engine_archs_per_s": len(e_secs) / sum(e_secs),
@@ -283,6 +318,18 @@ def run(args: argparse.Namespace) -> None:
                 "scores_max_rel_diff": max_rel,
                 "scores_kendall_tau": tau,
             }
+        )
+    if batched is not None:
+        result["batched"] = batched
+        result["engine_batched_archs_per_s"] = batched["archs_per_s"]
+        pairs = []
+        for row, many in zip(per_arch, batched["metrics"], strict=True):
+            for m in metrics:
+                one = row["engine_metrics"].get(m, math.nan)
+                if math.isfinite(one + many.get(m, math.nan)):
+                    pairs.append((one, many[m]))
+        batched["max_rel_diff_to_one_at_a_time"] = max(
+            (abs(a - b) / max(abs(a), 1e-300) for a, b in pairs), default=None
         )
     if args.forward:
         comp = [a["forward_seconds"]["compiled"] for a in per_arch]
