@@ -178,12 +178,23 @@ def main() -> None:
         population=10,
         tournament=3,
     )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
+    # The report is rewritten after every method, so a run stopped at a time limit (a lent
+    # GPU's, say) keeps what it finished; "complete" says whether every row is in.
     with tempfile.TemporaryDirectory() as tmp:
         for name in methods:
             rows.append(run_method(name, base, args, tmp))
+            write_report(out, report_of(args, rows, complete=False))
     rows += run_presets(base, args)
-    report = {
+    report = report_of(args, rows, complete=True)
+    write_report(out, report)
+    print(markdown(report))
+
+
+def report_of(args: argparse.Namespace, rows: list[dict], complete: bool) -> dict:
+    return {
         "settings": {
             "time_budget_s": args.time_budget,
             "top": args.top,
@@ -197,13 +208,14 @@ def main() -> None:
         "hardware": torch.cuda.get_device_name(0)
         if args.device.startswith("cuda")
         else f"{os.cpu_count()}-core {platform.machine()} CPU, torch {torch.__version__}",
+        "complete": complete,
         "rows": rows,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+
+
+def write_report(out: Path, report: dict) -> None:
     out.with_suffix(".json").write_text(json.dumps(report, indent=2))
     out.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report))
 
 
 if __name__ == "__main__":

@@ -385,6 +385,8 @@ class RNNLanguageModel(nn.Module):
         if stream is not None:
             if encoder_weight is None:
                 raise ValueError("weights from a stream need the embedding drawn before it")
+            if stream.device != resolved_device(device):
+                raise ValueError(f"the weight stream is on {stream.device}, not on {device}")
             self._take_parameters(stream, device)
             return
         if encoder_weight is None:
@@ -545,7 +547,7 @@ class UniformStream:
 
     def __init__(self, rng_state: torch.Tensor, device: torch.device | str = "cpu") -> None:
         self.rng_state = rng_state
-        self.device = torch.device(device)
+        self.device = resolved_device(device)
         self._raw = torch.empty(0)  # float32 draws in [0, 1), on the CPU
         self._scaled: dict[float, tuple[torch.Tensor, int]] = {}  # bound -> (stream, version)
 
@@ -576,6 +578,14 @@ class UniformStream:
         generator.set_state(self.rng_state)
         self._raw = torch.empty(length, dtype=torch.float32).uniform_(0.0, 1.0, generator=generator)
         self._scaled.clear()
+
+
+def resolved_device(device: torch.device | str) -> torch.device:
+    """``device`` with its index, as a tensor's ``.device`` gives it ("cuda" -> "cuda:0")."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def _uniform_from_unit(unit: torch.Tensor, bound: float) -> torch.Tensor:
@@ -656,7 +666,7 @@ class SharedEmbedding:
                 f"shared embedding is {self.weight.dtype}, the default dtype is "
                 f"{torch.get_default_dtype()}: draw it under the same default dtype"
             )
-        if self.stream is not None and self.stream.device == torch.device(device):
+        if self.stream is not None and self.stream.device == resolved_device(device):
             return RNNLanguageModel(
                 recipe,
                 sizes,

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The GPU checks of issues 6 and 7, prepared to run on a lent device machine, where a session
+# has 15 minutes of device time and one call at most 10 (README "The GPU checks").
+#
+#   bash experiments/gpu_checks.sh scoring   # ~5 min: scoring throughput, CUDA tests, memory
+#   bash experiments/gpu_checks.sh live      # ~8 min: the live search at full size
+#
+# Before the call, on the development machine: `cp -r ../shared/data shared/` (shared/ travels
+# with the checkout, git ignores it) and, for `live`, deap as a wheel in .whl/ (see the README);
+# then call the device tool with this command, carry [".whl"] and a timeout_s a little above the
+# part's total below. There the repository is not installed: the script puts it on PYTHONPATH.
+# Every command has its own time limit, so a slow one costs only its own result; what a
+# command finished is in $OUT (or experiments/out/gpu when OUT is unset), at most 8 files.
+set -uo pipefail
+
+part=${1:?usage: gpu_checks.sh scoring|live}
+out=${OUT:-experiments/out/gpu}
+mkdir -p "$out"
+data=${DATA:-shared/data}
+[ -d "$data" ] || data=../shared/data
+[ -d "$data/ptb" ] || { echo "error: no reference data at $data (copy ../shared/data to shared/)"; exit 2; }
+export PYTHONUNBUFFERED=1
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+if ! python3 -c "import deap" 2>/dev/null && ls .whl/deap-*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
+    .whl/deap-*.whl && export PYTHONPATH=$PYTHONPATH:/tmp/site
+fi
+log=$out/$part.log
+
+step() {  # step LIMIT_SECONDS NAME COMMAND...: run one check, log its output and its outcome
+  local limit=$1 name=$2
+  shift 2
+  local start=$SECONDS
+  echo "=== $name: $*" | tee -a "$log"
+  timeout "$limit" "$@" >>"$log" 2>&1
+  local rc=$?
+  echo "=== $name: exit $rc after $((SECONDS - start)) s" | tee -a "$log"
+}
+
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+  python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name(0))"
+  nproc
+} >>"$log" 2>&1
+
+device=${DEVICE:-cuda}  # DEVICE=cpu: a dry run of the plumbing here
+bench=(python3 experiments/bench_scoring.py --space rnn --device "$device"
+  --corpus "$data/ptb" --logs "$data/nasbench_nlp_wt2/logs.zip")
+case $part in
+scoring)
+  # Issue 6's goals: hidden_cov at the default sizes (>= 100/s), in fast mode (>= 1,000/s), the
+  # whole suite (>= 20/s); one at a time, in batches on CUDA streams, and in worker processes.
+  step 150 default "${bench[@]}" --metric hidden_cov --n 40 --batch 8 --workers 4 --threads 2 \
+    --json "$out/bench_default.json"
+  step 100 fast "${bench[@]}" --metric hidden_cov --n 100 --fast --batch 16 --workers 8 \
+    --threads 1 --json "$out/bench_fast.json"
+  step 90 suite_fast "${bench[@]}" --metric all --n 40 --fast --batch 8 \
+    --json "$out/bench_suite_fast.json"
+  step 90 suite_default "${bench[@]}" --metric all --n 10 --json "$out/bench_suite_default.json"
+  # The CUDA tests that CI skips.
+  [ -e ../shared ] || ln -s "$PWD/shared" ../shared 2>/dev/null
+  step 120 cuda_tests python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py \
+    tests/test_metric_suite_cuda.py tests/test_batched.py -k cuda
+  step 60 memory python3 experiments/bench_memory.py --n 300 --device "$device" \
+    --corpus "$data/ptb" --json "$out/bench_memory_cuda.json"
+  ;;
+live)
+  # Issue 7's full-size live search, its budget cut to fit one call: 40 s of search per method,
+  # the top 5 trained 300 steps. The report is rewritten after every method.
+  step 560 live python3 experiments/live_search.py --device "$device" --embedding-size 400 \
+    --hidden-size 600 --time-budget 40 --confirm-steps 300 --corpus "$data/ptb" \
+    --out "$out/live_search"
+  ;;
+*)
+  echo "error: unknown part '$part' (scoring or live)"
+  exit 2
+  ;;
+esac
