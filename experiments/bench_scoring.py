@@ -24,6 +24,8 @@ baseline was as fast either way, 0.84 vs 0.85 s on a 2-core Xeon). Other metrics
 (the baseline fields are null). ``--batch K`` then scores all N again through
 ``score_batch``, K at a time (on CUDA their forwards overlap on streams), and reports
 ``engine_batched_archs_per_s`` and the largest difference to the one-at-a-time scores.
+``--workers W`` times W spawned processes (each its own scorer on the device) scoring the N
+architectures between them, as a search's Ray workers do: ``engine_workers_archs_per_s``.
 ``--forward`` also times the first layer's forward alone,
 compiled against the interpreted path (the graph walked at every step), on the same
 architectures.
@@ -112,6 +114,73 @@ def batched_run(
     }
 
 
+def _worker(
+    setup: ScoringSetup,
+    corpus_dir: Path,
+    jobs: list[tuple[str, dict]],
+    threads: int | None,
+    batch: int,
+    barrier,
+    results,
+) -> None:
+    """One worker process of :func:`workers_run` (top level, so that spawn can pickle it)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    with threadpool_limits(limits=1, user_api="blas"):
+        scorer = BatchedScorer(setup, load_corpus(corpus_dir, "test"))
+        candidates = [Candidate(key, recipe) for key, recipe in jobs]
+        scorer.score(candidates[0])  # warm-up, not timed
+        sync(scorer.device)
+        barrier.wait()
+        start = time.monotonic()
+        evaluations = []
+        step = max(batch, 1)
+        for i in range(0, len(candidates), step):
+            chunk = candidates[i : i + step]
+            evaluations += scorer.score_batch(chunk) if batch > 0 else [scorer.score(chunk[0])]
+        sync(scorer.device)
+        end = time.monotonic()
+    results.put((start, end, len(evaluations), sum(ev.status != "ok" for ev in evaluations)))
+
+
+def workers_run(
+    setup: ScoringSetup, args: argparse.Namespace, archs: list[tuple[str, dict]], keys: list[str]
+) -> dict:
+    """The N architectures split round-robin over ``args.workers`` spawned processes that
+    start together (after each one's untimed warm-up): architectures per second from the
+    first start to the last end (time.monotonic is one clock for all processes)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    jobs = [(key, recipe) for key, (_, recipe) in zip(keys, archs, strict=True)]
+    count = min(args.workers, len(jobs))
+    barrier, results = context.Barrier(count), context.Queue()
+    processes = [
+        context.Process(
+            target=_worker,
+            args=(setup, args.corpus, jobs[w::count], args.threads, args.batch, barrier, results),
+        )
+        for w in range(count)
+    ]
+    for process in processes:
+        process.start()
+    outcomes = [results.get() for _ in processes]
+    for process in processes:
+        process.join()
+        if process.exitcode != 0:
+            sys.exit(f"error: a worker process exited with code {process.exitcode}")
+    seconds = max(o[1] for o in outcomes) - min(o[0] for o in outcomes)
+    scored = sum(o[2] for o in outcomes)
+    return {
+        "workers": count,
+        "threads_per_worker": args.threads,
+        "batch_size": args.batch,
+        "seconds": seconds,
+        "archs_per_s": scored / seconds,
+        "failed": sum(o[3] for o in outcomes),
+    }
+
+
 def run_context(clock: str, load_before: float, device: torch.device, blas: int) -> dict:
     """What a timing depends on besides the code: clock, threads, load, versions, hardware."""
     return {
@@ -169,6 +238,14 @@ def main() -> None:
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="also time W worker processes (spawned; each its own scorer on --device, "
+        "--threads torch threads, --batch as above) scoring the N architectures between "
+        "them, as a search's Ray workers do: engine_workers_archs_per_s",
     )
     parser.add_argument(
         "--blas-threads",
@@ -285,6 +362,9 @@ def run(args: argparse.Namespace) -> None:
         print(line, flush=True)
 
     batched = batched_run(scorer, archs, keys, args.batch) if args.batch > 0 else None
+    in_workers = None
+    if args.workers > 0:
+        in_workers = workers_run(setup, args, archs, keys)
 
     e_secs = [a["engine_seconds"] for a in per_arch]
     result: dict = {
@@ -331,6 +411,9 @@ def run(args: argparse.Namespace) -> None:
         batched["max_rel_diff_to_one_at_a_time"] = max(
             (abs(a - b) / max(abs(a), 1e-300) for a, b in pairs), default=None
         )
+    if in_workers is not None:
+        result["workers"] = in_workers
+        result["engine_workers_archs_per_s"] = in_workers["archs_per_s"]
     if args.forward:
         comp = [a["forward_seconds"]["compiled"] for a in per_arch]
         interp = [a["forward_seconds"]["interpreted"] for a in per_arch]
