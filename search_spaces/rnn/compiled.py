@@ -46,6 +46,7 @@ _ACTIVATION_NAMES = {op: fn.__name__ for op, fn in _ACTIVATIONS.items()}
 _STEP_GLOBALS = {
     "__builtins__": {},
     "mm": torch.mm,
+    "addmm": torch.addmm,
     **{f.__name__: f for f in _ACTIVATIONS.values()},
 }
 
@@ -246,19 +247,46 @@ class CellProgram:
             lines.append(f"    {name} = {expr}.split(hidden_size, 1)")
             return [f"{name}[{r}]" for r in range(count)]
 
+        x_position = {n: i for i, n in enumerate(self.x_readers)}
+
         def multiply(src: str) -> None:
             j = source_index[src]
             readers = self.sources[j][1]
-            for reader, piece in zip(
-                readers, split(f"p{j}", f"mm({var[src]}, w{j})", len(readers)), strict=True
-            ):
-                terms[reader].append(piece)
+            first = x_position.get(readers[0])
+            # Readers that are consecutive x-readers, in order, with no product yet: their
+            # input projections are one slice of pre, added by the multiply itself (addmm:
+            # one kernel, and no extra pass over the sum, instead of a multiply and an add
+            # per reader).
+            fused = first is not None and all(
+                x_position.get(r) == first + i and not terms[r] and r not in base_of
+                for i, r in enumerate(readers)
+            )
+            if fused:
+                lo, hi = first, first + len(readers)
+                window = (
+                    "pre"
+                    if (lo, hi) == (0, len(self.x_readers))
+                    else (f"pre[:, {lo} * hidden_size:{hi} * hidden_size]")
+                )
+                expr = f"addmm({window}, {var[src]}, w{j})"
+            else:
+                expr = f"mm({var[src]}, w{j})"
+            for reader, piece in zip(readers, split(f"p{j}", expr, len(readers)), strict=True):
+                if fused:
+                    base_of[reader] = piece
+                else:
+                    terms[reader].append(piece)
 
-        x_part = dict(
-            zip(self.x_readers, split("x", "pre", len(self.x_readers)), strict=True)
-            if self.x_readers
-            else ()
-        )
+        base_of: dict[str, str] = {}  # linear node -> its x part with a product already in
+        # The x parts are split from pre lazily, so a cell whose every x part is fused does
+        # not split it at all.
+        x_split: list[str] = []
+
+        def x_part(name: str) -> str:
+            if not x_split:
+                x_split.extend(split("x", "pre", len(self.x_readers)))
+            return x_split[x_position[name]]
+
         for i in range(self.num_states):
             if f"h_prev_{i}" in source_index:
                 multiply(f"h_prev_{i}")
@@ -266,7 +294,12 @@ class CellProgram:
             node = graph[name]
             ins = [var[i] for i in node.inputs if i != "x"]
             if node.op == LINEAR:
-                base = x_part[name] if name in x_part else f"b{plain_index[name]}"
+                if name in base_of:
+                    base = base_of[name]
+                elif name in x_position:
+                    base = x_part(name)
+                else:
+                    base = f"b{plain_index[name]}"
                 expr = " + ".join([base, *terms[name]])
             elif node.op == BLEND:
                 z, a, b = ins  # as the reference computes it
