@@ -5,7 +5,10 @@ once: the topological order, which linear nodes read the input ``x`` (their inpu
 products, biases included, are one matrix multiply over all steps before the recurrence), and,
 for every other value a linear node reads (a state element or an internal node), the linear
 nodes that read it (their products with that value are one merged matrix multiply per step).
-The step itself is generated once as a straight-line Python function (no per-step graph
+Where the readers of a merged multiply are consecutive readers of ``x`` with no product yet
+(an LSTM's four gates and ``h_prev_0``, say), the multiply adds their input projections itself
+(``addmm`` on a slice of the step's projection), one kernel instead of a multiply and an add
+per reader. The step itself is generated once as a straight-line Python function (no per-step graph
 walking or dict lookups; the same code serves every layer, the hidden size being an argument),
 the unit a GPU path can capture (CUDA graphs) or hand to ``torch.compile``.
 
