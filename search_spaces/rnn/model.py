@@ -89,6 +89,16 @@ class StackRecord:
     records: list[CellRecord]
 
 
+class _NodeLinear(nn.Linear):
+    """A linear node's weight and bias: torch's Linear, without its initialisation on the
+    "meta" device, where it draws nothing and only costs time (about 6 us per call, 0.6 ms of
+    a 6 ms fast-mode score for a model's dozen tensors); the cell draws its own."""
+
+    def reset_parameters(self) -> None:
+        if not self.weight.is_meta:
+            super().reset_parameters()
+
+
 class RecipeCell(nn.Module):
     """One recurrent layer running a recipe over a sequence.
 
@@ -121,12 +131,13 @@ class RecipeCell(nn.Module):
         graph = recipe.node_map
         self.linear_nodes = [n for n in self.order if graph[n].op == LINEAR]
         self.linears = nn.ModuleList(
-            nn.Linear(sum(self._width(i) for i in graph[n].inputs), hidden_size)
+            _NodeLinear(sum(self._width(i) for i in graph[n].inputs), hidden_size)
             for n in self.linear_nodes
         )
         self._linear_index = {n: j for j, n in enumerate(self.linear_nodes)}
         self.program = CellProgram(recipe) if program is None else program
-        self.reset_parameters()
+        if not self.linears[0].weight.is_meta:  # on "meta" the owner draws after to_empty
+            self.reset_parameters()
 
     def _width(self, name: str) -> int:
         return self.input_size if name == "x" else self.hidden_size
