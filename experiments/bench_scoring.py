@@ -26,6 +26,8 @@ baseline was as fast either way, 0.84 vs 0.85 s on a 2-core Xeon). Other metrics
 ``engine_batched_archs_per_s`` and the largest difference to the one-at-a-time scores.
 ``--workers W`` times W spawned processes (each its own scorer on the device) scoring the N
 architectures between them, as a search's Ray workers do: ``engine_workers_archs_per_s``.
+``--cell-batch K`` times the first layer's forward (entering states) of the N architectures one
+cell at a time against K cells at a time (``search_spaces/rnn/batch.py``).
 ``--forward`` also times the first layer's forward alone,
 compiled against the interpreted path (the graph walked at every step), on the same
 architectures.
@@ -69,6 +71,7 @@ from nas_engine.nbbert import BenchmarkError, BertBenchmarkSettings, read_benchm
 from nas_engine.result import Candidate  # noqa: E402
 from nas_engine.scoring import ScoringSetup  # noqa: E402
 from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel  # noqa: E402
+from search_spaces.rnn.batch import CellBatch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared/data"
@@ -111,6 +114,55 @@ def batched_run(
         "archs_per_s": len(candidates) / seconds,
         "failed": sum(ev.status != "ok" for ev in evaluations),
         "metrics": [dict(ev.metrics) for ev in evaluations],
+    }
+
+
+def cell_batch_run(
+    scorer: BatchedScorer, archs: list[tuple[str, dict]], size: int, hidden: int
+) -> dict:
+    """The first layer's entering states of every architecture (models built before the
+    timing, from the scorer's shared embedding and weight stream, on its device), one cell
+    at a time (``entering_states``) and ``size`` cells at a time (:class:`CellBatch`), each
+    timed after one untimed pass; the plan a CellBatch makes is timed with it."""
+    prober = scorer.prober
+    models = [
+        prober.shared.build(Recipe.from_dict(r), prober.sizes, scorer.device, 1) for _, r in archs
+    ]
+    tokens = prober.tokens
+    with torch.no_grad():
+        embedded = models[0].encoder(tokens)
+
+        def one_by_one() -> list[torch.Tensor]:
+            return [m.entering_states(tokens, 1)[0] for m in models]
+
+        def batched() -> list[torch.Tensor]:
+            out = []
+            for i in range(0, len(models), size):
+                cells = [m.layers[0] for m in models[i : i + size]]
+                out += list(CellBatch(cells).entering_states(embedded))
+            return out
+
+        seconds = {}
+        results = {}
+        for name, fn in (("one_by_one", one_by_one), ("cell_batch", batched)):
+            fn()  # warm-up
+            sync(scorer.device)
+            start = time.perf_counter()
+            results[name] = fn()
+            sync(scorer.device)
+            seconds[name] = time.perf_counter() - start
+    diff = max(
+        float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+        for a, b in zip(results["cell_batch"], results["one_by_one"], strict=True)
+    )
+    n = len(models)
+    return {
+        "cells_per_batch": size,
+        "hidden": hidden,
+        "one_by_one_ms_per_arch": 1e3 * seconds["one_by_one"] / n,
+        "cell_batch_ms_per_arch": 1e3 * seconds["cell_batch"] / n,
+        "ratio": seconds["one_by_one"] / seconds["cell_batch"],
+        "max_rel_diff": diff,
     }
 
 
@@ -240,6 +292,13 @@ def main() -> None:
         "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
     )
     parser.add_argument(
+        "--cell-batch",
+        type=int,
+        default=0,
+        help="also time the first layer's entering states of the N architectures, one cell at "
+        "a time against CellBatch (K cells run together): cell_batch in the JSON",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=0,
@@ -362,6 +421,9 @@ def run(args: argparse.Namespace) -> None:
         print(line, flush=True)
 
     batched = batched_run(scorer, archs, keys, args.batch) if args.batch > 0 else None
+    cell_batch = None
+    if args.cell_batch > 0:
+        cell_batch = cell_batch_run(scorer, archs, args.cell_batch, sizes_used["hidden"])
     in_workers = None
     if args.workers > 0:
         in_workers = workers_run(setup, args, archs, keys)
@@ -411,6 +473,8 @@ def run(args: argparse.Namespace) -> None:
         batched["max_rel_diff_to_one_at_a_time"] = max(
             (abs(a - b) / max(abs(a), 1e-300) for a, b in pairs), default=None
         )
+    if cell_batch is not None:
+        result["cell_batch"] = cell_batch
     if in_workers is not None:
         result["workers"] = in_workers
         result["engine_workers_archs_per_s"] = in_workers["archs_per_s"]

@@ -50,10 +50,10 @@ case $part in
 scoring)
   # Issue 6's goals: hidden_cov at the default sizes (>= 100/s), in fast mode (>= 1,000/s), the
   # whole suite (>= 20/s); one at a time, in batches on CUDA streams, and in worker processes.
-  step 150 default "${bench[@]}" --metric hidden_cov --n 40 --batch 8 --workers 4 --threads 2 \
-    --json "$out/bench_default.json"
-  step 100 fast "${bench[@]}" --metric hidden_cov --n 100 --fast --batch 16 --workers 8 \
-    --threads 1 --json "$out/bench_fast.json"
+  step 150 default "${bench[@]}" --metric hidden_cov --n 40 --batch 8 --cell-batch 20 \
+    --workers 4 --threads 2 --json "$out/bench_default.json"
+  step 100 fast "${bench[@]}" --metric hidden_cov --n 100 --fast --batch 16 --cell-batch 50 \
+    --workers 8 --threads 1 --json "$out/bench_fast.json"
   step 90 suite_fast "${bench[@]}" --metric all --n 40 --fast --batch 8 \
     --json "$out/bench_suite_fast.json"
   step 90 suite_default "${bench[@]}" --metric all --n 10 --json "$out/bench_suite_default.json"

@@ -1,0 +1,59 @@
+"""CellBatch: several cells' recurrences run together give each cell's own entering states."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from search_spaces.rnn import RecipeCell, preset
+from search_spaces.rnn.batch import CellBatch
+from search_spaces.rnn.generator import sample_cell
+from search_spaces.rnn.recipe import OPS
+
+
+def _cells(n: int, input_size: int = 5, hidden: int = 4) -> list[RecipeCell]:
+    rng = np.random.default_rng(11)
+    recipes = [preset(p) for p in ("rnn", "lstm", "gru")] + [sample_cell(rng) for _ in range(n)]
+    torch.manual_seed(2)
+    return [RecipeCell(r, input_size, hidden) for r in recipes]
+
+
+def _one_by_one(cells: list[RecipeCell], x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.stack([cell(x, record_entering=True)[2] for cell in cells])
+
+
+def test_batch_matches_each_cell_in_float64(float64_default) -> None:
+    cells = _cells(60)
+    x = torch.randn(6, 3, 5)
+    got = CellBatch(cells).entering_states(x)
+    assert got.shape == (len(cells), 6, 3, 4)
+    torch.testing.assert_close(got, _one_by_one(cells, x), rtol=1e-10, atol=1e-12)
+    ops = {node.op for c in cells for node in c.recipe.node_map.values()}
+    assert ops == set(OPS)  # every operation kind went through the batch
+
+
+def test_batch_matches_each_cell_in_float32() -> None:
+    cells = _cells(20, input_size=12, hidden=16)
+    x = torch.randn(9, 5, 12)
+    torch.testing.assert_close(
+        CellBatch(cells).entering_states(x), _one_by_one(cells, x), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_a_batch_of_one_and_the_order_of_cells() -> None:
+    cells = _cells(4)
+    x = torch.randn(5, 2, 5)
+    expected = _one_by_one(cells, x)
+    torch.testing.assert_close(CellBatch(cells[3:4]).entering_states(x)[0], expected[3])
+    reversed_batch = CellBatch(cells[::-1]).entering_states(x)
+    torch.testing.assert_close(reversed_batch.flip(0), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_batches_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        CellBatch([])
+    mixed = [RecipeCell(preset("lstm"), 5, 4), RecipeCell(preset("gru"), 5, 6)]
+    with pytest.raises(ValueError, match="one \\(input, hidden\\) size"):
+        CellBatch(mixed)
