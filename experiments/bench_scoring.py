@@ -46,6 +46,7 @@ import argparse
 import json
 import math
 import os
+import queue
 import statistics
 import sys
 import time
@@ -216,11 +217,19 @@ def workers_run(
     ]
     for process in processes:
         process.start()
-    outcomes = [results.get() for _ in processes]
+    outcomes = []
+    while len(outcomes) < count:
+        try:
+            outcomes.append(results.get(timeout=1.0))
+        except queue.Empty:
+            # A worker that died holds the others at the barrier: stop them all.
+            dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+            if dead:
+                for process in processes:
+                    process.terminate()
+                sys.exit(f"error: a worker process exited with code {dead[0]}")
     for process in processes:
         process.join()
-        if process.exitcode != 0:
-            sys.exit(f"error: a worker process exited with code {process.exitcode}")
     seconds = max(o[1] for o in outcomes) - min(o[0] for o in outcomes)
     scored = sum(o[2] for o in outcomes)
     return {
