@@ -3,8 +3,10 @@
 # has 15 minutes of device time and one call at most 10 (README "The GPU checks").
 #
 #   bash experiments/gpu_checks.sh scoring   # ~5 min: scoring throughput, CUDA tests, memory
-#   bash experiments/gpu_checks.sh live      # ~8 min: the live search at full size
+#   bash experiments/gpu_checks.sh live      # ~6 min: the live search at full size
 #
+# Run `scoring` first (issue 6), then `live` at once while the machine is warm (it goes back
+# 30 s after a call), if at least 8 minutes of device time are left.
 # Before the call, on the development machine: `cp -r ../shared/data shared/` (shared/ travels
 # with the checkout, git ignores it) and, for `live`, deap as a wheel in .whl/ (see the README);
 # then call the device tool with this command, carry [".whl"] and a timeout_s a little above the
@@ -65,13 +67,13 @@ scoring)
     --corpus "$data/ptb" --json "$out/bench_memory_cuda.json"
   ;;
 live)
-  # Issue 7's full-size live search, its budget cut to fit one call: 40 s of search per method,
+  # Issue 7's full-size live search, its budget cut to fit one call: 30 s of search per method,
   # the top 3 trained 100 steps. A full-size training step is about 12,000 torch operations
   # (measured on the CPU), so on a GPU, bound by launches, about 0.1 s: 17 trainings of 100
-  # steps and their evaluations take about 4 minutes, the four searches 160 s. The report is
+  # steps and their evaluations take about 4 minutes, the four searches 120 s. The report is
   # rewritten after every method.
-  step 560 live python3 experiments/live_search.py --device "$device" --embedding-size 400 \
-    --hidden-size 600 --time-budget 40 --top 3 --confirm-steps 100 --corpus "$data/ptb" \
+  step 480 live python3 experiments/live_search.py --device "$device" --embedding-size 400 \
+    --hidden-size 600 --time-budget 30 --top 3 --confirm-steps 100 --corpus "$data/ptb" \
     --out "$out/live_search"
   ;;
 *)
