@@ -9,8 +9,9 @@
 # 30 s after a call), if at least 8 minutes of device time are left.
 # Before the call, on the development machine: `cp -r ../shared/data shared/` (shared/ travels
 # with the checkout, git ignores it) and, for `live`, deap as a wheel in .whl/ (see the README);
-# then call the device tool with this command, carry [".whl"] and a timeout_s a little above the
-# part's total below. There the repository is not installed: the script puts it on PYTHONPATH.
+# then call the device tool with this command, carry [".whl"] and timeout_s 600 (scoring: its
+# limits add up to 570 s) or 520 (live). There the repository is not installed: the script puts
+# it on PYTHONPATH.
 # Every command has its own time limit, so a slow one costs only its own result; what a
 # command finished is in $OUT (or experiments/out/gpu when OUT is unset), at most 8 files.
 set -uo pipefail
@@ -58,10 +59,10 @@ scoring)
     --workers 8 --threads 1 --json "$out/bench_fast.json"
   step 90 suite_fast "${bench[@]}" --metric all --n 40 --fast --batch 8 \
     --json "$out/bench_suite_fast.json"
-  step 90 suite_default "${bench[@]}" --metric all --n 10 --json "$out/bench_suite_default.json"
+  step 80 suite_default "${bench[@]}" --metric all --n 10 --json "$out/bench_suite_default.json"
   # The CUDA tests that CI skips.
   [ -e ../shared ] || ln -s "$PWD/shared" ../shared 2>/dev/null
-  step 120 cuda_tests python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py \
+  step 90 cuda_tests python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py \
     tests/test_metric_suite_cuda.py tests/test_batched.py -k cuda
   step 60 memory python3 experiments/bench_memory.py --n 300 --device "$device" \
     --corpus "$data/ptb" --json "$out/bench_memory_cuda.json"
