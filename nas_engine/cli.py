@@ -284,6 +284,15 @@ def add_execution_options(parser: argparse.ArgumentParser) -> None:
         help="ray: GPUs each worker requests; fractions share a GPU (0.25: four per GPU)",
     )
     group.add_argument(
+        "--worker-batch",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="ray: candidates per call to a worker, N in flight per worker (default 1); "
+        "larger batches share Ray's cost per call when a score takes milliseconds (--fast), "
+        "and a GPU worker overlaps a batch's forward passes on CUDA streams",
+    )
+    group.add_argument(
         "--eval-timeout",
         type=_positive_float,
         default=None,
@@ -366,6 +375,7 @@ def search_main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         gpus_per_worker=args.gpus_per_worker,
         eval_timeout=args.eval_timeout,
+        worker_batch=args.worker_batch,
         resume=args.resume,
         confirm_top=args.confirm_top,
         confirm_steps=args.confirm_steps,

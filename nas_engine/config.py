@@ -37,6 +37,7 @@ EXECUTION_SETTINGS = (
     "workers",
     "gpus_per_worker",
     "eval_timeout",
+    "worker_batch",
     "resume",
     "confirm_top",
     "confirm_steps",
@@ -73,6 +74,7 @@ class SearchConfig:
     workers: int | None = None
     gpus_per_worker: float = 0.0
     eval_timeout: float | None = None
+    worker_batch: int = 1
     resume: bool = False
     confirm_top: int = 0
     confirm_steps: int | None = None
@@ -194,6 +196,16 @@ class SearchConfig:
             raise ConfigError(f"gpus per worker must be in [0, 64], got {self.gpus_per_worker}")
         if self.eval_timeout is not None and self.eval_timeout <= 0:
             raise ConfigError(f"eval timeout must be > 0 seconds, got {self.eval_timeout}")
+        if not isinstance(self.worker_batch, int) or self.worker_batch < 1:
+            raise ConfigError(f"worker batch must be an integer >= 1, got {self.worker_batch!r}")
+        if self.worker_batch > 1:
+            if self.executor != "ray":
+                raise ConfigError("--worker-batch needs --executor ray")
+            if self.eval_timeout is not None:
+                raise ConfigError(
+                    "--worker-batch with --eval-timeout: a batch has no per-architecture "
+                    "time limit; give one of them"
+                )
         if not isinstance(self.confirm_top, int) or self.confirm_top < 0:
             raise ConfigError(f"confirm-top must be an integer >= 0, got {self.confirm_top!r}")
         if self.confirm_steps is not None and self.confirm_epochs is not None:

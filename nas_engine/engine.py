@@ -159,6 +159,7 @@ def run_search(
         workers=config.workers,
         gpus_per_worker=config.gpus_per_worker,
         eval_timeout=config.eval_timeout,
+        worker_batch=config.worker_batch,
     )
     standings = _Standings(prep.fitness)
     history = _replay(store, strategy, standings) if config.resume else _History([], [], 0)

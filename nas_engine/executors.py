@@ -180,10 +180,13 @@ class ScoringWorker:
     def score(self, candidate: Candidate) -> Evaluation:
         return self.scorer.score(candidate)
 
+    def score_batch(self, candidates: list[Candidate]) -> list[Evaluation]:
+        return self.scorer.score_batch(candidates)
+
 
 @dataclass
 class _InFlight:
-    candidate: Candidate
+    candidates: tuple[Candidate, ...]  # one, or a batch (worker_batch > 1)
     worker: Any  # the actor handle
     started: float
     attempt: int  # 1 for the first try, 2 for the retry after a worker died
@@ -198,6 +201,14 @@ class RayExecutor(Executor):
     while scoring is replaced and its candidate retried once; a second death records it as
     failed. A call running past ``eval_timeout`` seconds is recorded as failed and its worker
     replaced (killing the process is the only way to stop a running torch call).
+
+    ``worker_batch`` > 1 sends up to that many candidates per call (the worker's
+    ``score_batch``), and keeps that many per worker in flight: when a score takes milliseconds
+    (the fast mode), Ray's own cost per call (a few milliseconds of driver and worker time)
+    is then shared by the batch, and a GPU worker overlaps the batch's forward passes on CUDA
+    streams. When a worker dies, the candidates of its batch are retried one per call, so only
+    the one that kills a worker is recorded as failed. It needs ``eval_timeout`` None: a batch
+    has no per-candidate time limit.
     """
 
     def __init__(
@@ -207,7 +218,13 @@ class RayExecutor(Executor):
         gpus_per_worker: float = 0.0,
         eval_timeout: float | None = None,
         num_cpus: int | None = None,
+        worker_batch: int = 1,
     ) -> None:
+        if worker_batch < 1:
+            raise ExecutorError(f"worker_batch must be >= 1, got {worker_batch}")
+        if worker_batch > 1 and eval_timeout is not None:
+            raise ExecutorError("a worker batch has no per-candidate eval timeout: give one")
+        self.worker_batch = worker_batch
         self.address = address
         self.requested_workers = workers
         self.gpus_per_worker = gpus_per_worker
@@ -275,7 +292,7 @@ class RayExecutor(Executor):
         except ray.exceptions.RayError as exc:
             raise ExecutorError(f"Ray workers failed to start: {_first_line(exc)}") from None
         self._idle = workers
-        self.capacity = count
+        self.capacity = count * self.worker_batch
 
     def _new_worker(self) -> Any:
         worker = self._actor_class.remote(*self._init_args)
@@ -293,7 +310,7 @@ class RayExecutor(Executor):
         """Architecture key -> process id of the worker scoring it now."""
         items = list(self._in_flight.values())
         pids = self._ray.get([self._pids[f.worker] for f in items])
-        return {f.candidate.key: pid for f, pid in zip(items, pids, strict=True)}
+        return {c.key: pid for f, pid in zip(items, pids, strict=True) for c in f.candidates}
 
     def shutdown(self) -> None:
         if self._ray is None:
@@ -312,6 +329,7 @@ class RayExecutor(Executor):
             "address": self.address or "local",
             "workers": self.capacity,
             "gpus_per_worker": self.gpus_per_worker,
+            "worker_batch": self.worker_batch,
             "worker_restarts": self.restarts,
         }
 
@@ -325,11 +343,19 @@ class RayExecutor(Executor):
         while self._queue and self._idle:
             candidate, attempt = self._queue.popleft()
             worker = self._idle.pop()
-            ref = worker.score.remote(candidate)
-            self._in_flight[ref] = _InFlight(candidate, worker, time.perf_counter(), attempt)
+            if self.worker_batch == 1 or attempt > 1:  # a retry goes alone
+                ref = worker.score.remote(candidate)
+                batch = (candidate,)
+            else:
+                batch = [candidate]
+                while len(batch) < self.worker_batch and self._queue and self._queue[0][1] == 1:
+                    batch.append(self._queue.popleft()[0])
+                batch = tuple(batch)
+                ref = worker.score_batch.remote(list(batch))
+            self._in_flight[ref] = _InFlight(batch, worker, time.perf_counter(), attempt)
 
     def pending(self) -> int:
-        return len(self._queue) + len(self._in_flight)
+        return len(self._queue) + sum(len(f.candidates) for f in self._in_flight.values())
 
     def wait(self) -> list[tuple[Candidate, Evaluation]]:
         ray = self._ray
@@ -340,9 +366,7 @@ class RayExecutor(Executor):
             ready, _ = ray.wait(list(self._in_flight), num_returns=1, timeout=self._wait_timeout())
             for ref in ready:
                 job = self._in_flight.pop(ref)
-                outcome = self._collect(ref, job)
-                if outcome is not None:
-                    done.append((job.candidate, outcome))
+                done.extend(self._collect(ref, job))
             done.extend(self._expire())
             self._dispatch()
         return done
@@ -354,29 +378,32 @@ class RayExecutor(Executor):
         first = min(f.started for f in self._in_flight.values())
         return max(0.0, first + self.eval_timeout - now)
 
-    def _collect(self, ref: Any, job: _InFlight) -> Evaluation | None:
-        """The evaluation of a finished call; None when the candidate was queued again."""
+    def _collect(self, ref: Any, job: _InFlight) -> list[tuple[Candidate, Evaluation]]:
+        """The evaluations of a finished call; none when its candidates were queued again."""
         ray = self._ray
         try:
-            evaluation = ray.get(ref)
+            value = ray.get(ref)
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
             self._replace(job.worker)
             reason = _first_line(exc)
-            if job.attempt == 1:
-                self._queue.appendleft((job.candidate, 2))
-                return None
-            return Evaluation(
+            if job.attempt == 1:  # retried one per call, in their order, before anything new
+                self._queue.extendleft((c, 2) for c in reversed(job.candidates))
+                return []
+            failed = Evaluation(
                 "failed",
                 {},
                 {},
                 f"worker died twice while scoring this architecture: {reason}",
                 time.perf_counter() - job.started,
             )
+            return [(c, failed) for c in job.candidates]
         except ray.exceptions.RayError as exc:  # the call itself failed (not the metric)
             self._idle.append(job.worker)
-            return Evaluation("failed", {}, {}, f"scoring call failed: {_first_line(exc)}", 0.0)
+            failed = Evaluation("failed", {}, {}, f"scoring call failed: {_first_line(exc)}", 0.0)
+            return [(c, failed) for c in job.candidates]
         self._idle.append(job.worker)
-        return evaluation
+        evaluations = value if isinstance(value, list) else [value]
+        return list(zip(job.candidates, evaluations, strict=True))
 
     def _expire(self) -> list[tuple[Candidate, Evaluation]]:
         if self.eval_timeout is None:
@@ -390,7 +417,7 @@ class RayExecutor(Executor):
             job = self._in_flight.pop(ref)
             self._ray.kill(job.worker, no_restart=True)
             self._replace(job.worker, killed=True)
-            out.append((job.candidate, timed_out(now - job.started, self.eval_timeout)))
+            out += [(c, timed_out(now - job.started, self.eval_timeout)) for c in job.candidates]
         return out
 
     def _replace(self, worker: Any, killed: bool = False) -> None:
@@ -438,9 +465,12 @@ def make_executor(
     workers: int | None = None,
     gpus_per_worker: float = 0.0,
     eval_timeout: float | None = None,
+    worker_batch: int = 1,
 ) -> Executor:
     if name == "inprocess":
         return InProcessExecutor(eval_timeout)
     if name == "ray":
-        return RayExecutor(address, workers, gpus_per_worker, eval_timeout)
+        return RayExecutor(
+            address, workers, gpus_per_worker, eval_timeout, worker_batch=worker_batch
+        )
     raise KeyError(f"unknown executor {name!r} (known: {', '.join(EXECUTORS)})")

@@ -75,6 +75,43 @@ def test_random_search_on_ray_evaluates_what_in_process_does(tmp_path: Path) -> 
     assert '"executor": "ray"' in summary
 
 
+def test_batches_of_candidates_per_worker_call_score_what_in_process_does(
+    tmp_path: Path,
+) -> None:
+    options = dict(budget=10, strategy="random", seed=6, fitness="hidden_cov", metrics=("params",))
+    local = nas_engine.search(out=str(tmp_path / "local"), **options, **TINY)
+    remote = nas_engine.search(
+        out=str(tmp_path / "ray"), executor="ray", workers=2, worker_batch=3, **options, **TINY
+    )
+    assert {r.arch_id for r in remote} == {r.arch_id for r in local}
+    assert sorted(r.index for r in remote) == list(range(10))
+    assert_same_scores(by_arch(local), by_arch(remote))
+    summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
+    assert summary["execution"]["worker_batch"] == 3
+
+
+def test_a_killed_worker_s_batch_is_retried_one_per_call() -> None:
+    executor = RayExecutor(workers=1, worker_batch=3)
+    executor.start(SLOW)
+    try:
+        assert executor.capacity == 3
+        batch = candidates(3, seed=15)
+        for candidate in batch:
+            executor.submit(candidate)
+        assert len(executor._in_flight) == 1  # one call holds all three
+        os.kill(_busy_pid(executor, batch[0].key), signal.SIGKILL)
+        done = {}
+        while executor.pending():
+            for candidate, evaluation in executor.wait():
+                done[candidate.key] = evaluation
+        assert set(done) == {c.key for c in batch}
+        assert all(e.status == "ok" for e in done.values()), done
+        assert executor.restarts == 1
+        assert len(executor.worker_pids()) == 1
+    finally:
+        executor.shutdown()
+
+
 def test_evolution_on_ray_shares_the_order_independent_part(tmp_path: Path) -> None:
     options = dict(budget=12, strategy="evolution", seed=2, fitness="hidden_cov")
     local = nas_engine.search(out=str(tmp_path / "local"), **options, **TINY)
@@ -166,7 +203,7 @@ def _busy_pid(executor: RayExecutor, key: str, after_wait: bool = False) -> int:
             ready, _ = ray.wait(list(executor._in_flight), num_returns=1, timeout=0.5)
             for ref in ready:
                 job = executor._in_flight.pop(ref)
-                assert executor._collect(ref, job) is None  # re-queued, not reported
+                assert executor._collect(ref, job) == []  # re-queued, not reported
                 executor._dispatch()
                 after_wait = False
             continue
