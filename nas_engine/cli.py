@@ -288,9 +288,9 @@ def add_execution_options(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=1,
         metavar="N",
-        help="ray: candidates per call to a worker, N in flight per worker (default 1); "
-        "larger batches share Ray's cost per call when a score takes milliseconds (--fast), "
-        "and a GPU worker overlaps a batch's forward passes on CUDA streams",
+        help="candidates scored per call (default 1): per Ray worker call, N in flight per "
+        "worker, which shares Ray's cost per call when a score takes milliseconds (--fast); "
+        "in-process and on Ray, a GPU overlaps a batch's forward passes on CUDA streams",
     )
     group.add_argument(
         "--eval-timeout",

@@ -199,8 +199,6 @@ class SearchConfig:
         if not isinstance(self.worker_batch, int) or self.worker_batch < 1:
             raise ConfigError(f"worker batch must be an integer >= 1, got {self.worker_batch!r}")
         if self.worker_batch > 1:
-            if self.executor != "ray":
-                raise ConfigError("--worker-batch needs --executor ray")
             if self.eval_timeout is not None:
                 raise ConfigError(
                     "--worker-batch with --eval-timeout: a batch has no per-architecture "

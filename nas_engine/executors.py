@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .batched import BatchedScorer
+from .batched import BatchedScorer, score_batch
 from .corpus import Corpus
 from .result import Candidate, Evaluation
 from .scoring import Scorer, ScoringSetup
@@ -120,12 +120,18 @@ def timed_out(seconds: float, limit: float) -> Evaluation:
 
 
 class InProcessExecutor(Executor):
-    """Scores in the calling process, one candidate at a time, in submission order."""
+    """Scores in the calling process, in submission order: one candidate at a time, or
+    ``batch`` at a time through the scorer's ``score_batch`` (on CUDA their forward passes
+    overlap on streams; elsewhere they are scored one after the other). A batch has no
+    per-candidate time limit, so ``batch`` > 1 needs ``eval_timeout`` None."""
 
-    capacity = 1
-
-    def __init__(self, eval_timeout: float | None = None) -> None:
+    def __init__(self, eval_timeout: float | None = None, batch: int = 1) -> None:
+        if batch < 1:
+            raise ExecutorError(f"batch must be >= 1, got {batch}")
+        if batch > 1 and eval_timeout is not None:
+            raise ExecutorError("a batch has no per-candidate eval timeout: give one")
         self.eval_timeout = eval_timeout
+        self.capacity = batch
         self._queue: deque[Candidate] = deque()
         self._scorer: Scorer | None = None
 
@@ -142,6 +148,9 @@ class InProcessExecutor(Executor):
         self._queue.append(candidate)
 
     def wait(self) -> list[tuple[Candidate, Evaluation]]:
+        if self.capacity > 1:
+            batch = [self._queue.popleft() for _ in range(min(self.capacity, len(self._queue)))]
+            return list(zip(batch, score_batch(self.scorer, batch), strict=True))
         candidate = self._queue.popleft()
         started = time.perf_counter()
         try:
@@ -153,6 +162,9 @@ class InProcessExecutor(Executor):
 
     def pending(self) -> int:
         return len(self._queue)
+
+    def describe(self) -> dict:
+        return {"executor": type(self).__name__, "workers": 1, "worker_batch": self.capacity}
 
     def run_jobs(
         self, fn: Callable[..., Any], jobs: list[tuple]
@@ -468,7 +480,7 @@ def make_executor(
     worker_batch: int = 1,
 ) -> Executor:
     if name == "inprocess":
-        return InProcessExecutor(eval_timeout)
+        return InProcessExecutor(eval_timeout, batch=worker_batch)
     if name == "ray":
         return RayExecutor(
             address, workers, gpus_per_worker, eval_timeout, worker_batch=worker_batch

@@ -209,10 +209,9 @@ def test_search_on_penn_treebank(tmp_path: Path) -> None:
         (["--gpus-per-worker", "0.5"], "--gpus-per-worker needs --executor ray"),
         (["--executor", "dask"], "invalid choice"),
         (["--eval-timeout", "0"], "eval-timeout"),
-        (["--worker-batch", "4"], "--worker-batch needs --executor ray"),
         (["--worker-batch", "0"], "--worker-batch"),
         (
-            ["--executor", "ray", "--worker-batch", "4", "--eval-timeout", "5"],
+            ["--worker-batch", "4", "--eval-timeout", "5"],
             "a batch has no per-architecture time limit",
         ),
         (["--confirm-steps", "3", "--confirm-epochs", "1", "--confirm-top", "1"], "not both"),

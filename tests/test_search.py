@@ -210,3 +210,19 @@ def test_out_folder_holding_a_run_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="different run.*seed"):
         nas_engine.search(budget=2, strategy="random", seed=5, out=out, **TINY)
     assert {p.name: p.read_bytes() for p in Path(out).iterdir()} == before
+
+
+def test_in_process_batches_score_what_one_at_a_time_does(tmp_path: Path) -> None:
+    """--worker-batch in-process: the scorer's score_batch, N candidates in flight; random
+    search proposes the same architectures, scored exactly as one at a time."""
+    options = dict(budget=9, strategy="random", seed=4, fitness="hidden_cov", **TINY)
+    single = nas_engine.search(out=str(tmp_path / "one"), **options)
+    batched = nas_engine.search(out=str(tmp_path / "three"), worker_batch=3, **options)
+    assert [r.arch_id for r in batched] == [r.arch_id for r in single]
+    assert [dict(r.metrics) for r in batched] == [dict(r.metrics) for r in single]
+    summary = json.loads((tmp_path / "three" / "summary.json").read_text())
+    assert summary["execution"] == {
+        "executor": "InProcessExecutor",
+        "workers": 1,
+        "worker_batch": 3,
+    }
