@@ -8,9 +8,10 @@
 # Run `scoring` first (issue 6), then `live` at once while the machine is warm (it goes back
 # 30 s after a call), if at least 8 minutes of device time are left.
 # Before the call, on the development machine: `cp -r ../shared/data shared/` (shared/ travels
-# with the checkout, git ignores it) and, for `live`, deap as a wheel in .whl/ (see the README);
+# with the checkout, git ignores it) and deap as a wheel in .whl/ (see the README; the searches
+# import it);
 # then call the device tool with this command, carry [".whl"] and timeout_s 600 (scoring: its
-# limits add up to 570 s) or 520 (live). There the repository is not installed: the script puts
+# limits add up to 580 s) or 520 (live). There the repository is not installed: the script puts
 # it on PYTHONPATH.
 # Every command has its own time limit, so a slow one costs only its own result; what a
 # command finished is in $OUT (or experiments/out/gpu when OUT is unset), at most 8 files.
@@ -53,18 +54,27 @@ case $part in
 scoring)
   # Issue 6's goals: hidden_cov at the default sizes (>= 100/s), in fast mode (>= 1,000/s), the
   # whole suite (>= 20/s); one at a time, in batches on CUDA streams, and in worker processes.
-  step 150 default "${bench[@]}" --metric hidden_cov --n 40 --batch 8 --cell-batch 20 \
+  step 130 default "${bench[@]}" --metric hidden_cov --n 40 --batch 8 --cell-batch 20 \
     --workers 4 --threads 2 --json "$out/bench_default.json"
   step 100 fast "${bench[@]}" --metric hidden_cov --n 100 --fast --batch 16 --cell-batch 50 \
     --workers 8 --threads 1 --json "$out/bench_fast.json"
-  step 90 suite_fast "${bench[@]}" --metric all --n 40 --fast --batch 8 \
+  step 80 suite_fast "${bench[@]}" --metric all --n 40 --fast --batch 8 \
     --json "$out/bench_suite_fast.json"
-  step 80 suite_default "${bench[@]}" --metric all --n 10 --json "$out/bench_suite_default.json"
+  step 60 suite_default "${bench[@]}" --metric all --n 10 --json "$out/bench_suite_default.json"
+  # The product end to end: a search (evolution, PTB) on the GPU, in-process, in batches on
+  # CUDA streams (--worker-batch), at the fast and at the default sizes.
+  search=(python3 -m nas_engine.search --space rnn --fitness hidden_cov --device "$device"
+    --corpus "$data/ptb" --no-progress)
+  rm -rf /tmp/s_fast /tmp/s_default  # a rerun on the same machine starts afresh
+  step 45 search_fast "${search[@]}" --fast --budget 1000 --worker-batch 16 --out /tmp/s_fast
+  cp /tmp/s_fast/summary.json "$out/search_fast_summary.json" 2>/dev/null
+  step 45 search_default "${search[@]}" --budget 300 --worker-batch 8 --out /tmp/s_default
+  cp /tmp/s_default/summary.json "$out/search_default_summary.json" 2>/dev/null
   # The CUDA tests that CI skips.
   [ -e ../shared ] || ln -s "$PWD/shared" ../shared 2>/dev/null
-  step 90 cuda_tests python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py \
+  step 70 cuda_tests python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py \
     tests/test_metric_suite_cuda.py tests/test_batched.py -k cuda
-  step 60 memory python3 experiments/bench_memory.py --n 300 --device "$device" \
+  step 50 memory python3 experiments/bench_memory.py --n 300 --device "$device" \
     --corpus "$data/ptb" --json "$out/bench_memory_cuda.json"
   ;;
 live)
