@@ -269,6 +269,22 @@ def test_weights_from_the_stream_equal_drawn_weights(tied: bool) -> None:
     )
 
 
+def test_a_torch_build_that_rounds_otherwise_draws_as_before(monkeypatch) -> None:
+    """Where the stream would not reproduce uniform_, no stream is kept and the cells are
+    drawn from the saved RNG state: the same network either way."""
+    import search_spaces.rnn.model as model_module
+
+    monkeypatch.setattr(model_module, "stream_reproduces_uniform", lambda: False)
+    sizes = _sizes()
+    shared = SharedEmbedding.draw(9, sizes)
+    assert shared.stream is None
+    built = shared.build(preset("gru"), sizes)
+    torch.manual_seed(9)
+    direct = RNNLanguageModel(preset("gru"), sizes)
+    for (name, p), q in zip(built.named_parameters(), direct.parameters(), strict=True):
+        assert torch.equal(p, q), name
+
+
 def test_a_stream_builds_only_on_its_device_and_after_the_embedding() -> None:
     sizes = _sizes()
     shared = SharedEmbedding.draw(3, sizes)
