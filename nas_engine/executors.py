@@ -113,6 +113,14 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+def _check_batch(batch: int, eval_timeout: float | None) -> None:
+    """Candidates per scoring call: >= 1, and 1 under a per-candidate time limit."""
+    if batch < 1:
+        raise ExecutorError(f"a batch must hold >= 1 candidates, got {batch}")
+    if batch > 1 and eval_timeout is not None:
+        raise ExecutorError("a batch has no per-candidate eval timeout: give one of them")
+
+
 def timed_out(seconds: float, limit: float) -> Evaluation:
     return Evaluation(
         "failed", {}, {}, f"timed out: scoring ran past --eval-timeout {limit:g} s", seconds
@@ -126,10 +134,7 @@ class InProcessExecutor(Executor):
     per-candidate time limit, so ``batch`` > 1 needs ``eval_timeout`` None."""
 
     def __init__(self, eval_timeout: float | None = None, batch: int = 1) -> None:
-        if batch < 1:
-            raise ExecutorError(f"batch must be >= 1, got {batch}")
-        if batch > 1 and eval_timeout is not None:
-            raise ExecutorError("a batch has no per-candidate eval timeout: give one")
+        _check_batch(batch, eval_timeout)
         self.eval_timeout = eval_timeout
         self.capacity = batch
         self._queue: deque[Candidate] = deque()
@@ -232,10 +237,7 @@ class RayExecutor(Executor):
         num_cpus: int | None = None,
         worker_batch: int = 1,
     ) -> None:
-        if worker_batch < 1:
-            raise ExecutorError(f"worker_batch must be >= 1, got {worker_batch}")
-        if worker_batch > 1 and eval_timeout is not None:
-            raise ExecutorError("a worker batch has no per-candidate eval timeout: give one")
+        _check_batch(worker_batch, eval_timeout)
         self.worker_batch = worker_batch
         self.address = address
         self.requested_workers = workers
@@ -339,7 +341,7 @@ class RayExecutor(Executor):
         return {
             "executor": "ray",
             "address": self.address or "local",
-            "workers": self.capacity,
+            "workers": self.capacity // self.worker_batch,
             "gpus_per_worker": self.gpus_per_worker,
             "worker_batch": self.worker_batch,
             "worker_restarts": self.restarts,
