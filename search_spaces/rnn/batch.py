@@ -153,7 +153,7 @@ class CellBatch:
         steps, batch, _ = x.shape
         out = x.new_empty(steps, len(self._rows), batch, self.hidden_size)
         for k, cell in enumerate(self.cells):
-            weights = cell.program.weights(cell)
+            weights = cell.program.input_weights(cell)
             projected = cell.program.project(weights, x)
             if projected is not None:
                 rows = [self._rows[k, n] for n in cell.program.x_readers]

@@ -8,9 +8,9 @@ nodes that read it (their products with that value are one merged matrix multipl
 Where the readers of a merged multiply are consecutive readers of ``x`` with no product yet
 (an LSTM's four gates and ``h_prev_0``, say), the multiply adds their input projections itself
 (``addmm`` on a slice of the step's projection), one kernel instead of a multiply and an add
-per reader. The step itself is generated once as a straight-line Python function (no per-step graph
-walking or dict lookups; the same code serves every layer, the hidden size being an argument),
-the unit a GPU path can capture (CUDA graphs) or hand to ``torch.compile``.
+per reader. The step itself is generated once as a straight-line Python function (no per-step
+graph walking or dict lookups; the same code serves every layer, the hidden size being an
+argument), the unit a GPU path can capture (CUDA graphs) or hand to ``torch.compile``.
 
 Measured on a 2-core CPU: at the benchmark's sizes the recurrence is bound by the matrix
 multiplies (about 100 GFLOP/s, near the machine's peak), so what pays there is doing fewer of
@@ -27,6 +27,7 @@ the same program serves every copy of the weights.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -135,6 +136,27 @@ class CellProgram:
     # ------------------------------------------------------------------ weights
     def weights(self, cell: RecipeCell) -> CellWeights:
         """The cell's parameters arranged for this program (differentiable slices)."""
+        columns, weight, bias = self._parts(cell)
+        inputs = self._input_weights(columns, weight, bias)
+        # Row-major (H_in, n_readers * H), one transposing copy per sequence: the step's
+        # (B, H_in) x (H_in, n * H) multiply ran about 20% faster on a row-major operand than
+        # on the transposed view of the stacked weights (B = 50, H = 600, MKL on a 2-core
+        # Xeon), and it runs at every step.
+        source_weights = tuple(
+            torch.cat([weight[n][:, columns[n, s]].t() for n in readers], dim=1)
+            for s, readers in self.sources
+        )
+        return dataclasses.replace(inputs, source_weights=source_weights)
+
+    def input_weights(self, cell: RecipeCell) -> CellWeights:
+        """What :meth:`project` and the linear nodes' biases need, without the step's
+        merged weights (``source_weights`` empty): for callers that run their own steps."""
+        return self._input_weights(*self._parts(cell))
+
+    def _parts(
+        self, cell: RecipeCell
+    ) -> tuple[dict[tuple[str, str], slice], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Each (linear node, input)'s columns of the node's weight; the weights; the biases."""
         graph = self.recipe.node_map
         columns: dict[tuple[str, str], slice] = {}
         for node in self.linear_nodes:
@@ -148,20 +170,20 @@ class CellProgram:
         linears = dict(zip(cell.linear_nodes, cell.linears, strict=True))
         weight = {n: linears[n].weight for n in self.linear_nodes}
         bias = {n: linears[n].bias for n in self.linear_nodes}
+        return columns, weight, bias
+
+    def _input_weights(
+        self,
+        columns: dict[tuple[str, str], slice],
+        weight: dict[str, torch.Tensor],
+        bias: dict[str, torch.Tensor],
+    ) -> CellWeights:
         x_weight = x_bias = None
         if self.x_readers:
             x_weight = _stacked([weight[n][:, columns[n, "x"]] for n in self.x_readers])
             x_bias = _stacked([bias[n] for n in self.x_readers])
-        # Row-major (H_in, n_readers * H), one transposing copy per sequence: the step's
-        # (B, H_in) x (H_in, n * H) multiply ran about 20% faster on a row-major operand than
-        # on the transposed view of the stacked weights (B = 50, H = 600, MKL on a 2-core
-        # Xeon), and it runs at every step.
-        source_weights = tuple(
-            torch.cat([weight[n][:, columns[n, s]].t() for n in readers], dim=1)
-            for s, readers in self.sources
-        )
         plain = tuple(bias[n] for n in self.plain_nodes)
-        return CellWeights(x_weight, x_bias, source_weights, plain)
+        return CellWeights(x_weight, x_bias, (), plain)
 
     def project(self, weights: CellWeights, x: torch.Tensor) -> torch.Tensor | None:
         """(..., I) -> (..., n_x * H): the input-to-hidden products, biases included, of
@@ -255,6 +277,15 @@ class CellProgram:
             return [f"{name}[{r}]" for r in range(count)]
 
         x_position = {n: i for i, n in enumerate(self.x_readers)}
+        base_of: dict[str, str] = {}  # linear node -> its x part with a product already in
+        # The x parts are split from pre lazily, so a cell whose every x part is fused does
+        # not split it at all.
+        x_split: list[str] = []
+
+        def x_part(name: str) -> str:
+            if not x_split:
+                x_split.extend(split("x", "pre", len(self.x_readers)))
+            return x_split[x_position[name]]
 
         def multiply(src: str) -> None:
             j = source_index[src]
@@ -270,11 +301,8 @@ class CellProgram:
             )
             if fused:
                 lo, hi = first, first + len(readers)
-                window = (
-                    "pre"
-                    if (lo, hi) == (0, len(self.x_readers))
-                    else (f"pre[:, {lo} * hidden_size:{hi} * hidden_size]")
-                )
+                whole = (lo, hi) == (0, len(self.x_readers))
+                window = "pre" if whole else f"pre[:, {lo} * hidden_size:{hi} * hidden_size]"
                 expr = f"addmm({window}, {var[src]}, w{j})"
             else:
                 expr = f"mm({var[src]}, w{j})"
@@ -283,16 +311,6 @@ class CellProgram:
                     base_of[reader] = piece
                 else:
                     terms[reader].append(piece)
-
-        base_of: dict[str, str] = {}  # linear node -> its x part with a product already in
-        # The x parts are split from pre lazily, so a cell whose every x part is fused does
-        # not split it at all.
-        x_split: list[str] = []
-
-        def x_part(name: str) -> str:
-            if not x_split:
-                x_split.extend(split("x", "pre", len(self.x_readers)))
-            return x_split[x_position[name]]
 
         for i in range(self.num_states):
             if f"h_prev_{i}" in source_index:
