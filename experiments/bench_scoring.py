@@ -473,15 +473,9 @@ def run(args: argparse.Namespace) -> None:
     if batched is not None:
         result["batched"] = batched
         result["engine_batched_archs_per_s"] = batched["archs_per_s"]
-        pairs = []
-        for row, many in zip(per_arch, batched["metrics"], strict=True):
-            for m in metrics:
-                one = row["engine_metrics"].get(m, math.nan)
-                if math.isfinite(one + many.get(m, math.nan)):
-                    pairs.append((one, many[m]))
-        batched["max_rel_diff_to_one_at_a_time"] = max(
-            (abs(a - b) / max(abs(a), 1e-300) for a, b in pairs), default=None
-        )
+        one = [row["engine_metrics"].get(m, math.nan) for row in per_arch for m in metrics]
+        many = [ev.get(m, math.nan) for ev in batched["metrics"] for m in metrics]
+        batched["max_rel_diff_to_one_at_a_time"] = agreement(one, many)[0]
     if cell_batch is not None:
         result["cell_batch"] = cell_batch
     if in_workers is not None:
