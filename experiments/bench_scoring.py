@@ -26,6 +26,10 @@ baseline was as fast either way, 0.84 vs 0.85 s on a 2-core Xeon). Other metrics
 ``engine_batched_archs_per_s`` and the largest difference to the one-at-a-time scores.
 ``--workers W`` times W spawned processes (each its own scorer on the device) scoring the N
 architectures between them, as a search's Ray workers do: ``engine_workers_archs_per_s``.
+``--cuda-graphs`` (CUDA) times a second scorer that records each recurrence's step as a CUDA
+graph (``search_spaces/rnn/graphs.py``), one at a time and with ``--batch`` in batches:
+``engine_graphs_archs_per_s`` and the largest difference to the plain engine's scores; the
+``--workers`` processes then use it too.
 ``--cell-batch K`` times the first layer's forward (entering states) of the N architectures one
 cell at a time against K cells at a time (``search_spaces/rnn/batch.py``).
 ``--forward`` also times the first layer's forward alone,
@@ -43,6 +47,7 @@ Prints the per-architecture table and a summary, and saves JSON with ``engine_ar
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -116,6 +121,45 @@ def batched_run(
         "failed": sum(ev.status != "ok" for ev in evaluations),
         "metrics": [dict(ev.metrics) for ev in evaluations],
     }
+
+
+def graphs_run(
+    setup: ScoringSetup,
+    corpus,
+    archs: list[tuple[str, dict]],
+    keys: list[str],
+    one_at_a_time: list[dict],
+    batch: int,
+) -> dict:
+    """All architectures once more with a second scorer that records each recurrence's step
+    as a CUDA graph and replays it (``ScoringSetup.cuda_graphs``): one at a time, and with
+    ``batch`` > 0 through ``score_batch`` as well; each with its largest difference to the
+    plain engine's one-at-a-time scores ``one_at_a_time``."""
+    scorer = BatchedScorer(dataclasses.replace(setup, cuda_graphs=True), corpus)
+    engine_run(scorer, keys[0], archs[0][1])  # warm-up, not timed
+    seconds, metrics = [], []
+    for key, (_, recipe) in zip(keys, archs, strict=True):
+        sec, values, _ = engine_run(scorer, key, recipe)
+        seconds.append(sec)
+        metrics.append(values)
+    names = sorted({m for row in one_at_a_time for m in row})
+
+    def max_rel_diff(rows: list[dict]) -> float:
+        plain = [row.get(m, math.nan) for row in one_at_a_time for m in names]
+        return agreement(plain, [row.get(m, math.nan) for row in rows for m in names])[0]
+
+    result = {
+        "archs_per_s": len(seconds) / sum(seconds),
+        "seconds_per_arch_median": statistics.median(seconds),
+        "max_rel_diff_to_one_at_a_time": max_rel_diff(metrics),
+        "failed": sum(not row for row in metrics),
+    }
+    if batch > 0:
+        batched = batched_run(scorer, archs, keys, batch)
+        result["batched_archs_per_s"] = batched["archs_per_s"]
+        result["batched_max_rel_diff_to_one_at_a_time"] = max_rel_diff(batched["metrics"])
+    result["graphs_recorded"] = scorer.prober.step_graphs.recorded
+    return result
 
 
 def cell_batch_run(
@@ -235,6 +279,7 @@ def workers_run(
     return {
         "workers": count,
         "threads_per_worker": args.threads,
+        "cuda_graphs": setup.cuda_graphs,
         "batch_size": args.batch,
         "seconds": seconds,
         "archs_per_s": scored / seconds,
@@ -308,6 +353,13 @@ def main() -> None:
         "a time against CellBatch (K cells run together): cell_batch in the JSON",
     )
     parser.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="also time a scorer that records each recurrence's step as a CUDA graph and "
+        "replays it, one at a time and (with --batch) in batches: engine_graphs_archs_per_s, "
+        "graphs in the JSON; with --workers the worker processes use it too",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=0,
@@ -352,6 +404,8 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.cuda_graphs and (args.space != "rnn" or args.device != "cuda"):
+        sys.exit("error: --cuda-graphs records the RNN cells' steps: --space rnn --device cuda")
     if args.space == "bert":
         bert_main(args)
         return
@@ -433,9 +487,14 @@ def run(args: argparse.Namespace) -> None:
     cell_batch = None
     if args.cell_batch > 0:
         cell_batch = cell_batch_run(scorer, archs, args.cell_batch, sizes_used["hidden"])
+    graphs = None
+    if args.cuda_graphs:
+        engine_rows = [row["engine_metrics"] for row in per_arch]
+        graphs = graphs_run(setup, corpus, archs, keys, engine_rows, args.batch)
     in_workers = None
     if args.workers > 0:
-        in_workers = workers_run(setup, args, archs, keys)
+        worker_setup = dataclasses.replace(setup, cuda_graphs=args.cuda_graphs)
+        in_workers = workers_run(worker_setup, args, archs, keys)
 
     e_secs = [a["engine_seconds"] for a in per_arch]
     result: dict = {
@@ -478,6 +537,9 @@ def run(args: argparse.Namespace) -> None:
         batched["max_rel_diff_to_one_at_a_time"] = agreement(one, many)[0]
     if cell_batch is not None:
         result["cell_batch"] = cell_batch
+    if graphs is not None:
+        result["graphs"] = graphs
+        result["engine_graphs_archs_per_s"] = graphs["archs_per_s"]
     if in_workers is not None:
         result["workers"] = in_workers
         result["engine_workers_archs_per_s"] = in_workers["archs_per_s"]

@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
+from functools import cached_property
 
 import torch
 
@@ -64,6 +65,12 @@ class BatchedScorer(Scorer):
         # handed out once.
         self._launched: dict[object, RNNProbe] = {}
 
+    @cached_property
+    def _side_streams(self) -> list[torch.cuda.Stream]:
+        # Made once: each stream that CUDA graphs are replayed on keeps a memory pool
+        # (search_spaces.rnn.graphs), so new streams for every batch would add pools.
+        return [torch.cuda.Stream(self.device) for _ in range(self.streams)]
+
     def probe(self, arch):
         launched = self._launched.pop(arch, None)
         return launched if launched is not None else super().probe(arch)
@@ -87,7 +94,7 @@ class BatchedScorer(Scorer):
         seconds spent. A candidate that fails here is left to ``score``, which reports it."""
         start = time.perf_counter()
         main = torch.cuda.current_stream(self.device)
-        streams = [torch.cuda.Stream(self.device) for _ in range(self.streams)]
+        streams = self._side_streams
         for stream in streams:
             stream.wait_stream(main)  # the input batch and the embedding are ready
         for i, candidate in enumerate(candidates):

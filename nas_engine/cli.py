@@ -293,6 +293,12 @@ def add_execution_options(parser: argparse.ArgumentParser) -> None:
         "in-process and on Ray, a GPU overlaps a batch's forward passes on CUDA streams",
     )
     group.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="rnn on CUDA: record each recurrence's step once as a CUDA graph and replay it "
+        "(the same scores, a fraction of the kernel launches)",
+    )
+    group.add_argument(
         "--eval-timeout",
         type=_positive_float,
         default=None,
@@ -376,6 +382,7 @@ def search_main(argv: list[str] | None = None) -> int:
         gpus_per_worker=args.gpus_per_worker,
         eval_timeout=args.eval_timeout,
         worker_batch=args.worker_batch,
+        cuda_graphs=args.cuda_graphs,
         resume=args.resume,
         confirm_top=args.confirm_top,
         confirm_steps=args.confirm_steps,

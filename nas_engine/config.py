@@ -38,6 +38,7 @@ EXECUTION_SETTINGS = (
     "gpus_per_worker",
     "eval_timeout",
     "worker_batch",
+    "cuda_graphs",
     "resume",
     "confirm_top",
     "confirm_steps",
@@ -75,6 +76,7 @@ class SearchConfig:
     gpus_per_worker: float = 0.0
     eval_timeout: float | None = None
     worker_batch: int = 1
+    cuda_graphs: bool = False
     resume: bool = False
     confirm_top: int = 0
     confirm_steps: int | None = None
@@ -204,6 +206,11 @@ class SearchConfig:
                     "--worker-batch with --eval-timeout: a batch has no per-architecture "
                     "time limit; give one of them"
                 )
+        if self.cuda_graphs and (self.space != "rnn" or self.device == "cpu"):
+            raise ConfigError(
+                "--cuda-graphs records the RNN cells' steps on a GPU: it needs --space rnn "
+                "and --device cuda (or auto)"
+            )
         if not isinstance(self.confirm_top, int) or self.confirm_top < 0:
             raise ConfigError(f"confirm-top must be an integer >= 0, got {self.confirm_top!r}")
         if self.confirm_steps is not None and self.confirm_epochs is not None:
@@ -235,6 +242,7 @@ class SearchConfig:
             batch_size=self.batch_size,
             bptt=self.bptt,
             init_gain=self.init_gain,
+            cuda_graphs=self.cuda_graphs,
             corpus=self.corpus,
             split=self.split,
             seed=self.seed,

@@ -26,6 +26,8 @@ import torch
 from torch.nn import functional as F
 
 from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel, count_parameters
+from search_spaces.rnn.compiled import StepRepeater
+from search_spaces.rnn.graphs import StepGraphs
 from search_spaces.rnn.model import CellRecord, SharedEmbedding
 
 from .corpus import Corpus, CorpusError, first_batch, windows
@@ -147,6 +149,8 @@ class RNNProbe:
     (keys "targets", "minibatches"), reported by the metrics that need them. ``shared``:
     the seed's embedding drawn once for many probes (:class:`SharedEmbedding`, of this
     ``seed`` and ``sizes``, on ``device``); the network is the same with or without it.
+    ``repeat``: how the lean forward's recurrences repeat their step (a
+    :class:`~search_spaces.rnn.graphs.StepGraphs` on CUDA); the same states either way.
     """
 
     def __init__(
@@ -164,6 +168,7 @@ class RNNProbe:
         missing: Mapping[str, str] | None = None,
         shared: SharedEmbedding | None = None,
         training: ProxyTraining | None = None,
+        repeat: StepRepeater | None = None,
     ) -> None:
         self.recipe = recipe
         self.sizes = sizes
@@ -177,6 +182,7 @@ class RNNProbe:
         self.missing = dict(missing or {})
         self.shared = shared
         self.training = training  # the trained proxy's recipe and data, when planned
+        self.repeat = repeat  # how the lean forward repeats a step (CUDA graphs), if not run()
         self._jacobians: dict[str | None, torch.Tensor] = {}
         self._loss_grads: dict[int, torch.Tensor] = {}
         self._grams: dict[int, torch.Tensor] = {}
@@ -246,7 +252,8 @@ class RNNProbe:
             self._full_model("the activation codes")
         with torch.no_grad():
             if not codes:  # the lean path: only the entering states, only `depth` layers
-                entering = self.model.entering_states(self.tokens.to(self.device), self.depth)
+                tokens = self.tokens.to(self.device)
+                entering = self.model.entering_states(tokens, self.depth, self.repeat)
                 return _Forward(entering, None)
             run = self.model.run_layers(self._embeddings, entering=True, activations=True)
             entering = [torch.stack(r.entering_steps) for r in run.records]
@@ -450,6 +457,7 @@ class RNNProber:
         )
         self.depth = plan_depth(self.needs, setup.num_layers)
         self.shared: SharedEmbedding | None = None
+        self.step_graphs = StepGraphs(device) if setup.cuda_graphs else None
         # Loss-based metrics read the next tokens: the (T + 1, B) slice, rows 1..T; the NTK
         # reads consecutive windows.
         self.targets: torch.Tensor | None = None
@@ -497,6 +505,7 @@ class RNNProber:
             missing=self.missing,
             shared=self.shared,
             training=self.training,
+            repeat=self.step_graphs,
         )
 
 

@@ -41,6 +41,9 @@ class ScoringSetup:
     device: str = "cpu"
     # Scale of the RNN cells' initial weights (search_spaces.rnn.model.ModelSizes.init_gain).
     init_gain: float = 1.0
+    # RNN space on CUDA: each recurrence's step recorded once as a CUDA graph and replayed
+    # (search_spaces.rnn.graphs); the same scores, fewer kernel launches.
+    cuda_graphs: bool = False
     # The trained proxy (metric trained_loss): how long it trains, and on which split.
     proxy_steps: int | None = None
     proxy_epochs: float | None = None
@@ -77,6 +80,11 @@ class Scorer:
         self.setup = setup
         self.space = get_space(setup.space)
         self.device = resolve_device(setup.device)
+        if setup.cuda_graphs and (setup.space != "rnn" or self.device.type != "cuda"):
+            raise ValueError(
+                "CUDA graphs record the RNN cells' steps on a CUDA device "
+                f"(space {setup.space!r}, device {self.device})"
+            )
         self.metrics = [get_metric(m, setup.space) for m in setup.metrics]
         corpus = corpus or setup.load_corpus()
         self.corpus_description = corpus.description

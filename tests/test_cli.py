@@ -39,6 +39,7 @@ OPTIONS = [
     "--bptt",
     "--time-budget",
     "--init-gain",
+    "--cuda-graphs",
 ]
 
 
@@ -215,6 +216,11 @@ def test_search_on_penn_treebank(tmp_path: Path) -> None:
             "a batch has no per-architecture time limit",
         ),
         (["--confirm-steps", "3", "--confirm-epochs", "1", "--confirm-top", "1"], "not both"),
+        (["--cuda-graphs"], "--cuda-graphs records the RNN cells' steps on a GPU"),
+        (
+            ["--cuda-graphs", "--space", "bert", "--device", "cuda"],
+            "--cuda-graphs records the RNN cells' steps on a GPU",
+        ),
     ],
 )
 def test_bad_execution_options_exit_2_with_one_line(

@@ -40,6 +40,9 @@ from .recipe import BLEND, LINEAR, PROD, SUM, Recipe
 if TYPE_CHECKING:
     from .model import RecipeCell
 
+# Calls a step function n times (see CellProgram.run_fixed and graphs.StepGraphs).
+StepRepeater = Callable[[Callable[[], None], int], None]
+
 _ACTIVATIONS: dict[str, Callable[..., torch.Tensor]] = {
     "activation_tanh": torch.tanh,
     "activation_sigm": torch.sigmoid,
@@ -238,6 +241,51 @@ class CellProgram:
         run.outputs = torch.stack(outputs)
         run.state = tuple(state)
         return run
+
+    def run_fixed(
+        self,
+        weights: CellWeights,
+        projected: torch.Tensor | GatheredRows | None,
+        *,
+        steps: int,
+        batch_size: int,
+        hidden_size: int,
+        like: torch.Tensor,
+        repeat: StepRepeater,
+    ) -> torch.Tensor:
+        """The outputs (steps, B, H) of ``steps`` steps from zero states, as :meth:`run`
+        computes them, but with every step the same operations on the same memory: the step
+        index is a tensor on the device, each step reads its input projection and writes its
+        output through it, and the states are updated in place. One step can then be
+        captured as a CUDA graph and replayed for the others (``repeat``: a
+        :class:`~.graphs.StepGraphs`, or anything that calls a function n times)."""
+        k = self.num_states
+        state = tuple(like.new_zeros(batch_size, hidden_size) for _ in range(k))
+        outputs = like.new_empty(steps, batch_size, hidden_size)
+        if steps == 0:
+            return outputs
+        step = self.step_function()
+        constants = (*weights.source_weights, *weights.plain_biases)
+        t = torch.zeros(1, dtype=torch.long, device=like.device)
+
+        def advance() -> None:
+            if projected is None:
+                pre = None
+            elif isinstance(projected, GatheredRows):
+                pre = projected.table.index_select(0, projected.index.index_select(0, t)[0])
+            else:
+                pre = projected.index_select(0, t)[0]
+            # Every new state is a fresh tensor, none an old state itself (the recipe format
+            # has no identity node: a sum or product takes two inputs or more), so copying
+            # them in order overwrites nothing a later copy reads.
+            new = step(pre, hidden_size, *state, *constants)[:k]
+            for buffer, value in zip(state, new, strict=True):
+                buffer.copy_(value)
+            outputs.index_copy_(0, t, state[0].unsqueeze(0))
+            t.add_(1)
+
+        repeat(advance, steps)
+        return outputs
 
     def step_function(
         self, *, activations: bool = False

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .compiled import CellProgram, CellWeights, GatheredRows
+from .compiled import CellProgram, CellWeights, GatheredRows, StepRepeater
 from .recipe import (
     ACTIVATIONS,
     BLEND,
@@ -485,9 +485,13 @@ class RNNLanguageModel(nn.Module):
             raise RuntimeError("this model was built with only its first layers")
         return self.decoder(self.run_layers(e).output)
 
-    def entering_states(self, tokens: torch.Tensor, num_layers: int) -> list[torch.Tensor]:
+    def entering_states(
+        self, tokens: torch.Tensor, num_layers: int, repeat: StepRepeater | None = None
+    ) -> list[torch.Tensor]:
         """The first state element entering each of the first ``num_layers`` cells at every
-        step, each (T, B, H_layer). Layers above ``num_layers`` are not run."""
+        step, each (T, B, H_layer). Layers above ``num_layers`` are not run. ``repeat``: run
+        the recurrences with :meth:`CellProgram.run_fixed` and this repeater (a
+        :class:`~.graphs.StepGraphs` replays one recorded step on a GPU)."""
         if num_layers > len(self.layers):
             raise ValueError(f"asked for {num_layers} layers, {len(self.layers)} were built")
         steps, batch = tokens.shape
@@ -502,6 +506,21 @@ class RNNLanguageModel(nn.Module):
             top = layer == num_layers - 1
             # The state entering the last step is the state after T - 1 steps: the top
             # layer's last step is never needed.
+            if repeat is not None:
+                outputs = cell.program.run_fixed(
+                    weights,
+                    projected,
+                    steps=steps - 1 if top else steps,
+                    batch_size=batch,
+                    hidden_size=cell.hidden_size,
+                    like=like,
+                    repeat=repeat,
+                )
+                # Entering step t is the output of step t - 1, zero for the first.
+                first = like.new_zeros(1, batch, cell.hidden_size)
+                recorded.append(torch.cat([first, outputs[: steps - 1]]))
+                h = outputs
+                continue
             run = cell.program.run(
                 weights,
                 projected,

@@ -1,0 +1,79 @@
+"""A recurrence's steps as replays of one captured CUDA graph.
+
+On a GPU one cell's step at the benchmark's sizes is about a dozen small kernels, each a few
+microseconds of device time, and launching each from Python costs as much or more: the
+recurrence is bound by launches, not by the device. A CUDA graph launches a whole recorded
+sequence of kernels at once. A recipe's step is used for one sequence only (70 steps a layer
+at the default sizes), so a graph of the whole recurrence would cost as much to record as to
+run eagerly; but every step is the same kernels on the same memory when it is written that way
+(:meth:`~.compiled.CellProgram.run_fixed`: the step index lives on the device), so one step is
+recorded and replayed for the rest: per layer, one eager step, one recording and T - 1 graph
+launches instead of T times a dozen kernel launches.
+
+:class:`StepGraphs` keeps what the recordings share, per scorer: the stream they are recorded
+on and, per stream they are replayed on, one memory pool. Graphs that share a pool must be
+replayed in the order they were recorded, and replays on one stream are; so each replay stream
+has its pool, and the last graph recorded for it is kept until the next replaces it, so that
+its pool stays reserved for the next step's temporaries instead of being given back and
+allocated again. ``torch.cuda.graph`` is not used: it synchronises the device and empties the
+allocator's cache on entry, for every recording.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+
+def repeat_eagerly(advance: Callable[[], None], times: int) -> None:
+    """Call ``advance`` ``times`` times: what :class:`StepGraphs` does without a graph."""
+    for _ in range(times):
+        advance()
+
+
+class StepGraphs:
+    """Runs a step function n times on a CUDA device: once eagerly (which also warms up the
+    libraries for its shapes, as recording needs), then records it once and replays the
+    recording n - 1 times on the current stream (see the module docstring)."""
+
+    def __init__(self, device: torch.device | str) -> None:
+        device = torch.device(device)
+        if device.type != "cuda":
+            raise ValueError(f"CUDA graphs need a CUDA device, got {device}")
+        self.device = device
+        self._record_stream = torch.cuda.Stream(device)
+        self._pools: dict[int, tuple[int, int]] = {}
+        self._last: dict[int, torch.cuda.CUDAGraph] = {}
+        self.recorded = 0  # graphs recorded so far (for reports and tests)
+
+    def __call__(self, advance: Callable[[], None], times: int) -> None:
+        if times <= 0:
+            return
+        stream = torch.cuda.current_stream(self.device)
+        record = self._record_stream
+        record.wait_stream(stream)  # the step's inputs were written on `stream`
+        graph = None
+        with torch.cuda.stream(record):
+            # The first step runs eagerly on the stream it is then recorded on: the kernels
+            # for its shapes are loaded and cuBLAS has its workspace for that stream before
+            # the recording, as recording needs.
+            advance()
+            if times > 1:
+                key = stream.cuda_stream
+                pool = self._pools.setdefault(key, torch.cuda.graph_pool_handle())
+                graph = torch.cuda.CUDAGraph()
+                # "thread_local": only this thread's calls are checked while recording, so
+                # another thread's CUDA work (a data loader, say) does not break it.
+                graph.capture_begin(pool=pool, capture_error_mode="thread_local")
+                try:
+                    advance()  # recorded, not run
+                finally:
+                    graph.capture_end()
+        stream.wait_stream(record)
+        if graph is None:
+            return
+        for _ in range(times - 1):
+            graph.replay()
+        self._last[key] = graph
+        self.recorded += 1
