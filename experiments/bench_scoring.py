@@ -137,11 +137,12 @@ def graphs_run(
     plain engine's one-at-a-time scores ``one_at_a_time``."""
     scorer = BatchedScorer(dataclasses.replace(setup, cuda_graphs=True), corpus)
     engine_run(scorer, keys[0], archs[0][1])  # warm-up, not timed
-    seconds, metrics = [], []
+    seconds, metrics, errors = [], [], []
     for key, (_, recipe) in zip(keys, archs, strict=True):
-        sec, values, _ = engine_run(scorer, key, recipe)
+        sec, values, error = engine_run(scorer, key, recipe)
         seconds.append(sec)
         metrics.append(values)
+        errors.append(error)
     names = sorted({m for row in one_at_a_time for m in row})
 
     def max_rel_diff(rows: list[dict]) -> float:
@@ -152,7 +153,9 @@ def graphs_run(
         "archs_per_s": len(seconds) / sum(seconds),
         "seconds_per_arch_median": statistics.median(seconds),
         "max_rel_diff_to_one_at_a_time": max_rel_diff(metrics),
-        "failed": sum(not row for row in metrics),
+        "failed": sum(e is not None for e in errors),
+        # What went wrong, if anything did, for a run on a machine one cannot look at again.
+        "first_error": next((e for e in errors if e is not None), None),
     }
     if batch > 0:
         batched = batched_run(scorer, archs, keys, batch)

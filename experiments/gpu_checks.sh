@@ -11,7 +11,7 @@
 # with the checkout, git ignores it) and deap as a wheel in .whl/ (see the README; the searches
 # import it);
 # then call the device tool with this command, carry [".whl"] and timeout_s 600 (scoring: its
-# limits add up to 580 s) or 520 (live). There the repository is not installed: the script puts
+# limits add up to 575 s) or 520 (live). There the repository is not installed: the script puts
 # it on PYTHONPATH.
 # Every command has its own time limit, so a slow one costs only its own result; what a
 # command finished is in $OUT (or experiments/out/gpu when OUT is unset), at most 8 files.
@@ -50,31 +50,35 @@ step() {  # step LIMIT_SECONDS NAME COMMAND...: run one check, log its output an
 device=${DEVICE:-cuda}  # DEVICE=cpu: a dry run of the plumbing here
 bench=(python3 experiments/bench_scoring.py --space rnn --device "$device"
   --corpus "$data/ptb" --logs "$data/nasbench_nlp_wt2/logs.zip")
+graphs=()  # CUDA graphs exist on CUDA only; the CPU dry run leaves them out
+[ "$device" = cpu ] || graphs=(--cuda-graphs)
 case $part in
 scoring)
   # Issue 6's goals: hidden_cov at the default sizes (>= 100/s), in fast mode (>= 1,000/s), the
-  # whole suite (>= 20/s); one at a time, in batches on CUDA streams, and in worker processes.
-  step 130 default "${bench[@]}" --metric hidden_cov --n 40 --batch 8 --cell-batch 20 \
-    --workers 4 --threads 2 --json "$out/bench_default.json"
+  # whole suite (>= 20/s); one at a time, in batches on CUDA streams, with each step recorded
+  # once as a CUDA graph and replayed (one at a time and in batches), and in worker processes
+  # (which then use the graphs too).
+  step 150 default "${bench[@]}" --metric hidden_cov --n 40 --batch 8 --cell-batch 20 \
+    "${graphs[@]}" --workers 4 --threads 2 --json "$out/bench_default.json"
   step 100 fast "${bench[@]}" --metric hidden_cov --n 100 --fast --batch 16 --cell-batch 50 \
-    --workers 8 --threads 1 --json "$out/bench_fast.json"
+    "${graphs[@]}" --workers 8 --threads 1 --json "$out/bench_fast.json"
   step 80 suite_fast "${bench[@]}" --metric all --n 40 --fast --batch 8 \
     --json "$out/bench_suite_fast.json"
-  step 60 suite_default "${bench[@]}" --metric all --n 10 --json "$out/bench_suite_default.json"
+  step 55 suite_default "${bench[@]}" --metric all --n 10 --json "$out/bench_suite_default.json"
   # The product end to end: a search (evolution, PTB) on the GPU, in-process, in batches on
   # CUDA streams (--worker-batch), at the fast and at the default sizes.
   search=(python3 -m nas_engine.search --space rnn --fitness hidden_cov --device "$device"
     --corpus "$data/ptb" --no-progress)
   rm -rf /tmp/s_fast /tmp/s_default  # a rerun on the same machine starts afresh
-  step 45 search_fast "${search[@]}" --fast --budget 1000 --worker-batch 16 --out /tmp/s_fast
+  step 40 search_fast "${search[@]}" --fast --budget 1000 --worker-batch 16 --out /tmp/s_fast
   cp /tmp/s_fast/summary.json "$out/search_fast_summary.json" 2>/dev/null
-  step 45 search_default "${search[@]}" --budget 300 --worker-batch 8 --out /tmp/s_default
+  step 40 search_default "${search[@]}" --budget 300 --worker-batch 8 --out /tmp/s_default
   cp /tmp/s_default/summary.json "$out/search_default_summary.json" 2>/dev/null
   # The CUDA tests that CI skips.
   [ -e ../shared ] || ln -s "$PWD/shared" ../shared 2>/dev/null
   step 70 cuda_tests python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py \
-    tests/test_metric_suite_cuda.py tests/test_batched.py -k cuda
-  step 50 memory python3 experiments/bench_memory.py --n 300 --device "$device" \
+    tests/test_metric_suite_cuda.py tests/test_batched.py tests/test_step_graphs.py -k cuda
+  step 40 memory python3 experiments/bench_memory.py --n 300 --device "$device" \
     --corpus "$data/ptb" --json "$out/bench_memory_cuda.json"
   ;;
 live)

@@ -125,7 +125,7 @@ def test_recorded_steps_give_the_eager_entering_states_on_cuda(distinct: bool) -
 
 
 @cuda
-def test_a_graph_scorer_on_streams_matches_the_plain_one_and_keeps_its_memory() -> None:
+def test_a_graph_scorer_on_cuda_streams_matches_the_plain_one_and_keeps_its_memory() -> None:
     """Batches on CUDA streams (each replay stream with its own memory pool) give the plain
     scorer's scores, and scoring the same cells again reserves no more device memory."""
     setup = ScoringSetup(
