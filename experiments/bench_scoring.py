@@ -162,6 +162,7 @@ def graphs_run(
         result["batched_archs_per_s"] = batched["archs_per_s"]
         result["batched_max_rel_diff_to_one_at_a_time"] = max_rel_diff(batched["metrics"])
     result["graphs_recorded"] = scorer.prober.step_graphs.recorded
+    result["recording_failure"] = scorer.prober.step_graphs.failure
     return result
 
 

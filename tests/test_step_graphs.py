@@ -157,3 +157,23 @@ def test_a_graph_scorer_on_cuda_streams_matches_the_plain_one_and_keeps_its_memo
             assert b.metrics[name] == pytest.approx(value, rel=1e-5)
             assert c.metrics[name] == b.metrics[name]
     assert scorer.prober.step_graphs.recorded > 0
+
+
+@cuda
+def test_a_step_that_cannot_be_recorded_runs_eagerly_with_the_reason_kept() -> None:
+    """A host synchronisation inside the step makes recording fail: the steps still all
+    run, once each, eagerly, and the reason is kept and warned about."""
+    graphs = StepGraphs("cuda")
+    counter = torch.zeros((), device="cuda")
+
+    def advance() -> None:
+        counter.add_(1)
+        float(counter)  # waits for the device: not allowed while recording
+
+    with pytest.warns(RuntimeWarning, match="recording a step failed"):
+        graphs(advance, 5)
+    torch.cuda.synchronize()
+    assert float(counter) == 5
+    assert graphs.failure is not None and graphs.recorded == 0
+    graphs(advance, 3)  # no second attempt: eagerly at once
+    assert float(counter) == 8

@@ -21,6 +21,7 @@ allocator's cache on entry, for every recording.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -46,11 +47,14 @@ class StepGraphs:
         self._pools: dict[int, tuple[int, int]] = {}
         self._last: dict[int, torch.cuda.CUDAGraph] = {}
         self.recorded = 0  # graphs recorded so far (for reports and tests)
+        # Why recording failed, once it has: the steps then run eagerly (the same numbers).
+        self.failure: str | None = None
 
     def __call__(self, advance: Callable[[], None], times: int) -> None:
         if times <= 0:
             return
         stream = torch.cuda.current_stream(self.device)
+        key = stream.cuda_stream
         record = self._record_stream
         record.wait_stream(stream)  # the step's inputs were written on `stream`
         graph = None
@@ -59,17 +63,10 @@ class StepGraphs:
             # for its shapes are loaded and cuBLAS has its workspace for that stream before
             # the recording, as recording needs.
             advance()
-            if times > 1:
-                key = stream.cuda_stream
-                pool = self._pools.setdefault(key, torch.cuda.graph_pool_handle())
-                graph = torch.cuda.CUDAGraph()
-                # "thread_local": only this thread's calls are checked while recording, so
-                # another thread's CUDA work (a data loader, say) does not break it.
-                graph.capture_begin(pool=pool, capture_error_mode="thread_local")
-                try:
-                    advance()  # recorded, not run
-                finally:
-                    graph.capture_end()
+            if times > 1 and self.failure is None:
+                graph = self._record(advance, key)
+            if graph is None:
+                repeat_eagerly(advance, times - 1)
         stream.wait_stream(record)
         if graph is None:
             return
@@ -77,3 +74,28 @@ class StepGraphs:
             graph.replay()
         self._last[key] = graph
         self.recorded += 1
+
+    def _record(self, advance: Callable[[], None], key: int) -> torch.cuda.CUDAGraph | None:
+        """``advance`` recorded (not run) on the current stream, into the replay stream's
+        pool; None, with the reason kept and a warning, when the recording fails. A failed
+        recording ran nothing, so the steps go on eagerly from where they were."""
+        pool = self._pools.setdefault(key, torch.cuda.graph_pool_handle())
+        graph = torch.cuda.CUDAGraph()
+        try:
+            # "thread_local": only this thread's calls are checked while recording, so
+            # another thread's CUDA work (a data loader, say) does not break it.
+            graph.capture_begin(pool=pool, capture_error_mode="thread_local")
+            try:
+                advance()
+            finally:
+                graph.capture_end()
+        except RuntimeError as exc:
+            self.failure = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+            warnings.warn(
+                f"CUDA graphs: recording a step failed, steps run eagerly from now on "
+                f"({self.failure})",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return None
+        return graph
