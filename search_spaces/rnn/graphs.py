@@ -10,13 +10,16 @@ run eagerly; but every step is the same kernels on the same memory when it is wr
 recorded and replayed for the rest: per layer, one eager step, one recording and T - 1 graph
 launches instead of T times a dozen kernel launches.
 
-:class:`StepGraphs` keeps what the recordings share, per scorer: the stream they are recorded
-on and, per stream they are replayed on, one memory pool. Graphs that share a pool must be
+:class:`StepGraphs` keeps what the recordings share, per scorer and per stream they are
+replayed on: a stream to record on and a memory pool. Graphs that share a pool must be
 replayed in the order they were recorded, and replays on one stream are; so each replay stream
 has its pool, and the last graph recorded for it is kept until the next replaces it, so that
 its pool stays reserved for the next step's temporaries instead of being given back and
-allocated again. ``torch.cuda.graph`` is not used: it synchronises the device and empties the
-allocator's cache on entry, for every recording.
+allocated again. Each replay stream also has its own stream to record on: the first step runs
+there after the replay stream's earlier work, so one recording stream shared by all would make
+every replay stream wait for the others (a batch's forwards on several CUDA streams, see
+``nas_engine.batched``). ``torch.cuda.graph`` is not used: it synchronises the device and
+empties the allocator's cache on entry, for every recording.
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ class StepGraphs:
         if device.type != "cuda":
             raise ValueError(f"CUDA graphs need a CUDA device, got {device}")
         self.device = device
-        self._record_stream = torch.cuda.Stream(device)
+        # By replay stream (its cuda_stream handle): where its steps are recorded, the pool
+        # their temporaries live in, the last graph replayed on it.
+        self._record_streams: dict[int, torch.cuda.Stream] = {}
         self._pools: dict[int, tuple[int, int]] = {}
         self._last: dict[int, torch.cuda.CUDAGraph] = {}
         self.recorded = 0  # graphs recorded so far (for reports and tests)
@@ -55,7 +60,9 @@ class StepGraphs:
             return
         stream = torch.cuda.current_stream(self.device)
         key = stream.cuda_stream
-        record = self._record_stream
+        record = self._record_streams.get(key)
+        if record is None:
+            record = self._record_streams[key] = torch.cuda.Stream(self.device)
         record.wait_stream(stream)  # the step's inputs were written on `stream`
         graph = None
         with torch.cuda.stream(record):
