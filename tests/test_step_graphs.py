@@ -150,12 +150,15 @@ def test_a_graph_scorer_on_cuda_streams_matches_the_plain_one_and_keeps_its_memo
     reserved = torch.cuda.memory_reserved()
     second = all_in_batches()
     torch.cuda.synchronize()
-    assert torch.cuda.memory_reserved() <= reserved
+    # A few small segments may be made while blocks freed for other streams wait for their
+    # events; a memory pool per batch's new streams (9 of at least 2 MiB) would exceed this.
+    assert torch.cuda.memory_reserved() <= reserved + 8 * 2**20
     for a, b, c in zip(plain, first, second, strict=True):
         assert a.status == b.status == c.status
         for name, value in a.metrics.items():
             assert b.metrics[name] == pytest.approx(value, rel=1e-5)
-            assert c.metrics[name] == b.metrics[name]
+            # cuBLAS on several streams need not round the same way twice.
+            assert c.metrics[name] == pytest.approx(b.metrics[name], rel=1e-6)
     assert scorer.prober.step_graphs.recorded > 0
 
 
