@@ -101,9 +101,11 @@ def test_cuda_graphs_are_refused_off_the_gpu_and_for_bert() -> None:
     for bad in ({"device": "cpu"}, {"space": "bert", "device": "cuda"}):
         with pytest.raises(ConfigError, match="--cuda-graphs"):
             SearchConfig(cuda_graphs=True, **bad).validate()
-    SearchConfig(cuda_graphs=True, device="cuda").validate()  # accepted; run where a GPU is
+    config = SearchConfig(cuda_graphs=True, device="cuda")
+    config.validate()  # accepted: it runs where a GPU is
+    assert config.scoring_setup().cuda_graphs  # what every executor's scorers are made from
     # How the steps are launched does not change a score: a run may resume with or without.
-    assert "cuda_graphs" not in SearchConfig(cuda_graphs=True, device="cuda").identity()
+    assert "cuda_graphs" not in config.identity()
 
 
 @cuda
