@@ -506,31 +506,20 @@ class RNNLanguageModel(nn.Module):
             top = layer == num_layers - 1
             # The state entering the last step is the state after T - 1 steps: the top
             # layer's last step is never needed.
+            sequence = {
+                "steps": steps - 1 if top else steps,
+                "batch_size": batch,
+                "hidden_size": cell.hidden_size,
+                "like": like,
+            }
             if repeat is not None:
-                outputs = cell.program.run_fixed(
-                    weights,
-                    projected,
-                    steps=steps - 1 if top else steps,
-                    batch_size=batch,
-                    hidden_size=cell.hidden_size,
-                    like=like,
-                    repeat=repeat,
-                )
+                outputs = cell.program.run_fixed(weights, projected, repeat=repeat, **sequence)
                 # Entering step t is the output of step t - 1, zero for the first.
                 first = like.new_zeros(1, batch, cell.hidden_size)
                 recorded.append(torch.cat([first, outputs[: steps - 1]]))
                 h = outputs
                 continue
-            run = cell.program.run(
-                weights,
-                projected,
-                None,
-                steps=steps - 1 if top else steps,
-                batch_size=batch,
-                hidden_size=cell.hidden_size,
-                like=like,
-                entering=True,
-            )
+            run = cell.program.run(weights, projected, None, entering=True, **sequence)
             entering = [*run.entering, run.state[0]] if top else run.entering
             recorded.append(torch.stack(entering))
             h = run.outputs
