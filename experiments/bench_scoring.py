@@ -29,7 +29,8 @@ architectures between them, as a search's Ray workers do: ``engine_workers_archs
 ``--cuda-graphs`` (CUDA) times a second scorer that records each recurrence's step as a CUDA
 graph (``search_spaces/rnn/graphs.py``), one at a time and with ``--batch`` in batches:
 ``engine_graphs_archs_per_s`` and the largest difference to the plain engine's scores; the
-``--workers`` processes then use it too.
+``--workers`` processes then use it too, and ``--cell-batch`` times both of its ways once more
+with the graphs.
 ``--cell-batch K`` times the first layer's forward (entering states) of the N architectures one
 cell at a time against K cells at a time (``search_spaces/rnn/batch.py``).
 ``--forward`` also times the first layer's forward alone,
@@ -78,6 +79,7 @@ from nas_engine.result import Candidate  # noqa: E402
 from nas_engine.scoring import ScoringSetup  # noqa: E402
 from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel  # noqa: E402
 from search_spaces.rnn.batch import CellBatch  # noqa: E402
+from search_spaces.rnn.graphs import StepGraphs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared/data"
@@ -167,12 +169,17 @@ def graphs_run(
 
 
 def cell_batch_run(
-    scorer: BatchedScorer, archs: list[tuple[str, dict]], size: int, hidden: int
+    scorer: BatchedScorer,
+    archs: list[tuple[str, dict]],
+    size: int,
+    hidden: int,
+    graphs: bool = False,
 ) -> dict:
     """The first layer's entering states of every architecture (models built before the
     timing, from the scorer's shared embedding and weight stream, on its device), one cell
     at a time (``entering_states``) and ``size`` cells at a time (:class:`CellBatch`), each
-    timed after one untimed pass; the plan a CellBatch makes is timed with it."""
+    timed after one untimed pass; the plan a CellBatch makes is timed with it. ``graphs``
+    (CUDA): both once more with each step recorded as a CUDA graph and replayed."""
     prober = scorer.prober
     models = [
         prober.shared.build(Recipe.from_dict(r), prober.sizes, scorer.device, 1) for _, r in archs
@@ -184,35 +191,54 @@ def cell_batch_run(
         def one_by_one() -> list[torch.Tensor]:
             return [m.entering_states(tokens, 1)[0] for m in models]
 
-        def batched() -> list[torch.Tensor]:
+        def batched(repeat=None) -> list[torch.Tensor]:
             out = []
             for i in range(0, len(models), size):
                 cells = [m.layers[0] for m in models[i : i + size]]
-                out += list(CellBatch(cells).entering_states(embedded))
+                out += list(CellBatch(cells).entering_states(embedded, repeat))
             return out
 
+        ways = [("one_by_one", one_by_one), ("cell_batch", batched)]
+        if graphs:
+            step_graphs = StepGraphs(scorer.device)
+            ways += [
+                (
+                    "one_by_one_graphs",
+                    lambda: [m.entering_states(tokens, 1, step_graphs)[0] for m in models],
+                ),
+                ("cell_batch_graphs", lambda: batched(step_graphs)),
+            ]
         seconds = {}
         results = {}
-        for name, fn in (("one_by_one", one_by_one), ("cell_batch", batched)):
+        for name, fn in ways:
             fn()  # warm-up
             sync(scorer.device)
             start = time.perf_counter()
             results[name] = fn()
             sync(scorer.device)
             seconds[name] = time.perf_counter() - start
-    diff = max(
-        float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
-        for a, b in zip(results["cell_batch"], results["one_by_one"], strict=True)
-    )
+
+    def max_rel_diff(name: str) -> float:
+        return max(
+            float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+            for a, b in zip(results[name], results["one_by_one"], strict=True)
+        )
+
     n = len(models)
-    return {
+    out = {
         "cells_per_batch": size,
         "hidden": hidden,
         "one_by_one_ms_per_arch": 1e3 * seconds["one_by_one"] / n,
         "cell_batch_ms_per_arch": 1e3 * seconds["cell_batch"] / n,
         "ratio": seconds["one_by_one"] / seconds["cell_batch"],
-        "max_rel_diff": diff,
+        "max_rel_diff": max_rel_diff("cell_batch"),
     }
+    if graphs:
+        for name in ("one_by_one_graphs", "cell_batch_graphs"):
+            out[f"{name}_ms_per_arch"] = 1e3 * seconds[name] / n
+            out[f"{name}_max_rel_diff"] = max_rel_diff(name)
+        out["recording_failure"] = step_graphs.failure
+    return out
 
 
 def _worker(
@@ -490,7 +516,9 @@ def run(args: argparse.Namespace) -> None:
     batched = batched_run(scorer, archs, keys, args.batch) if args.batch > 0 else None
     cell_batch = None
     if args.cell_batch > 0:
-        cell_batch = cell_batch_run(scorer, archs, args.cell_batch, sizes_used["hidden"])
+        cell_batch = cell_batch_run(
+            scorer, archs, args.cell_batch, sizes_used["hidden"], graphs=args.cuda_graphs
+        )
     graphs = None
     if args.cuda_graphs:
         engine_rows = [row["engine_metrics"] for row in per_arch]

@@ -9,6 +9,7 @@ import torch
 from search_spaces.rnn import RecipeCell, preset
 from search_spaces.rnn.batch import CellBatch
 from search_spaces.rnn.generator import sample_cell
+from search_spaces.rnn.graphs import StepGraphs, repeat_eagerly
 from search_spaces.rnn.recipe import OPS
 
 
@@ -57,3 +58,34 @@ def test_bad_batches_are_refused() -> None:
     mixed = [RecipeCell(preset("lstm"), 5, 4), RecipeCell(preset("gru"), 5, 6)]
     with pytest.raises(ValueError, match="one \\(input, hidden\\) size"):
         CellBatch(mixed)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 7])
+def test_the_fixed_step_loop_gives_the_batchs_states(steps: int) -> None:
+    """The step index on the device, every step the same operations on the same memory (so
+    that one step can be recorded as a CUDA graph): the plain loop's states, bit for bit,
+    for each cell one at a time too."""
+    cells = _cells(20, input_size=12, hidden=16)
+    x = torch.randn(steps, 5, 12)
+    batch = CellBatch(cells)
+    calls = []
+
+    def counting(advance, times: int) -> None:
+        calls.append(times)
+        repeat_eagerly(advance, times)
+
+    fixed = batch.entering_states(x, counting)
+    assert calls == [steps]
+    assert torch.equal(fixed, batch.entering_states(x))
+    torch.testing.assert_close(fixed, _one_by_one(cells, x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_recorded_batch_step_on_cuda_gives_the_eager_states() -> None:
+    cells = [cell.cuda() for cell in _cells(20, input_size=12, hidden=16)]
+    x = torch.randn(9, 5, 12, device="cuda")
+    batch = CellBatch(cells)
+    graphs = StepGraphs("cuda")
+    replayed = batch.entering_states(x, graphs)
+    torch.testing.assert_close(replayed, batch.entering_states(x), rtol=1e-6, atol=1e-7)
+    assert graphs.recorded == 1 and graphs.failure is None

@@ -21,6 +21,10 @@ where each operation is a kernel launch, and is not yet measured there
 (``experiments/bench_scoring.py --cell-batch K`` times both on the same cells). The
 numbers are the compiled cell's up to float32 rounding (sums of three or more terms and the
 products are added in another order). Forward only, without autograd.
+
+Every step is the same operations on the same index tensors, so with the step index on the
+device as well (``entering_states(x, repeat)``) one step can be recorded as a CUDA graph and
+replayed (:class:`~.graphs.StepGraphs`): then a step of all K cells is one graph launch.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from .compiled import StepRepeater
 from .model import RecipeCell
 from .recipe import BLEND, LINEAR, PROD, SUM
 
@@ -163,36 +168,60 @@ class CellBatch:
                 out[:, self._rows[k, name]] = bias
         return out
 
-    def entering_states(self, x: torch.Tensor) -> torch.Tensor:
+    def entering_states(self, x: torch.Tensor, repeat: StepRepeater | None = None) -> torch.Tensor:
         """(K, T, B, H): the first state element entering each cell at every step of the
-        input sequence ``x`` (T, B, input size), from zero states."""
+        input sequence ``x`` (T, B, input size), from zero states. ``repeat``: run the steps
+        as the same operations on the same memory, the step index on the device, through this
+        repeater (a :class:`~.graphs.StepGraphs` records one step as a CUDA graph and replays
+        it: one launch a step for all K cells)."""
         with torch.no_grad():
-            return self._run(x)
+            if repeat is None:
+                return self._run(x)
+            return self._run_fixed(x, repeat)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         steps, batch, _ = x.shape
-        hidden = self.hidden_size
         projections = self._projections(x)
-        values = x.new_zeros(self.num_slots, batch, hidden)
+        values = x.new_zeros(self.num_slots, batch, self.hidden_size)
         recorded = []
         for t in range(steps):
             recorded.append(values.index_select(0, self._entering))
-            base = projections[t]
-            for lv in self._levels:
-                if lv.linear_slots is not None:
-                    acc = base.index_select(0, lv.linear_rows)
-                    if lv.pair_weights is not None:
-                        read = values.index_select(0, lv.pair_sources)
-                        acc.index_add_(0, lv.pair_targets, torch.bmm(read, lv.pair_weights))
-                    values.index_copy_(0, lv.linear_slots, acc)
-                for op, ins, outs in lv.activations:
-                    values.index_copy_(0, outs, _ACTIVATIONS[op](values.index_select(0, ins)))
-                for op, arity, ins, outs in lv.reductions:
-                    read = values.index_select(0, ins).view(-1, arity, batch, hidden)
-                    values.index_copy_(0, outs, read.sum(1) if op == SUM else read.prod(1))
-                if lv.blend is not None:
-                    ins, outs = lv.blend
-                    z, a, b = values.index_select(0, ins).view(-1, 3, batch, hidden).unbind(1)
-                    values.index_copy_(0, outs, z * a + (1 - z) * b)
-            values.index_copy_(0, self._states, values.index_select(0, self._new_states))
+            self._step(values, projections[t])
         return torch.stack(recorded, dim=1)
+
+    def _run_fixed(self, x: torch.Tensor, repeat: StepRepeater) -> torch.Tensor:
+        steps, batch, _ = x.shape
+        projections = self._projections(x)
+        values = x.new_zeros(self.num_slots, batch, self.hidden_size)
+        recorded = x.new_empty(len(self.cells), steps, batch, self.hidden_size)
+        t = torch.zeros(1, dtype=torch.long, device=x.device)
+
+        def advance() -> None:
+            recorded.index_copy_(1, t, values.index_select(0, self._entering).unsqueeze(1))
+            self._step(values, projections.index_select(0, t)[0])
+            t.add_(1)
+
+        repeat(advance, steps)
+        return recorded
+
+    def _step(self, values: torch.Tensor, base: torch.Tensor) -> None:
+        """One step in place on ``values`` (slots, B, H), ``base`` the step's input
+        projections and biases (linear nodes, B, H)."""
+        batch, hidden = values.shape[1], values.shape[2]
+        for lv in self._levels:
+            if lv.linear_slots is not None:
+                acc = base.index_select(0, lv.linear_rows)
+                if lv.pair_weights is not None:
+                    read = values.index_select(0, lv.pair_sources)
+                    acc.index_add_(0, lv.pair_targets, torch.bmm(read, lv.pair_weights))
+                values.index_copy_(0, lv.linear_slots, acc)
+            for op, ins, outs in lv.activations:
+                values.index_copy_(0, outs, _ACTIVATIONS[op](values.index_select(0, ins)))
+            for op, arity, ins, outs in lv.reductions:
+                read = values.index_select(0, ins).view(-1, arity, batch, hidden)
+                values.index_copy_(0, outs, read.sum(1) if op == SUM else read.prod(1))
+            if lv.blend is not None:
+                ins, outs = lv.blend
+                z, a, b = values.index_select(0, ins).view(-1, 3, batch, hidden).unbind(1)
+                values.index_copy_(0, outs, z * a + (1 - z) * b)
+        values.index_copy_(0, self._states, values.index_select(0, self._new_states))
