@@ -38,8 +38,8 @@ def repeat_eagerly(advance: Callable[[], None], times: int) -> None:
 
 class StepGraphs:
     """Runs a step function n times on a CUDA device: once eagerly (which also warms up the
-    libraries for its shapes, as recording needs), then records it once and replays the
-    recording n - 1 times on the current stream (see the module docstring)."""
+    libraries for its shapes, as recording needs), then, for n > 2, records it once and
+    replays the recording n - 1 times on the current stream (see the module docstring)."""
 
     def __init__(self, device: torch.device | str) -> None:
         device = torch.device(device)
@@ -70,7 +70,8 @@ class StepGraphs:
             # for its shapes are loaded and cuBLAS has its workspace for that stream before
             # the recording, as recording needs.
             advance()
-            if times > 1 and self.failure is None:
+            # Recording costs about one eager step: it pays from two replays on.
+            if times > 2 and self.failure is None:
                 graph = self._record(advance, key)
             if graph is None:
                 repeat_eagerly(advance, times - 1)
