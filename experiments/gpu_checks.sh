@@ -84,7 +84,7 @@ scoring)
   [ -e ../shared ] || ln -s "$PWD/shared" ../shared 2>/dev/null
   step 70 cuda_tests python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py \
     tests/test_metric_suite_cuda.py tests/test_batched.py tests/test_step_graphs.py \
-    tests/test_cell_batch.py -k cuda
+    tests/test_cell_batch.py tests/test_host_syncs.py -k cuda
   step 40 memory python3 experiments/bench_memory.py --n 300 --device "$device" \
     --corpus "$data/ptb" --json "$out/bench_memory_cuda.json"
   ;;

@@ -7,10 +7,13 @@ import os
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from nas_engine.corpus import Corpus, Vocabulary
 
@@ -55,3 +58,56 @@ def run_module(module: str, *args: str, timeout: float = 120) -> subprocess.Comp
         timeout=timeout,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+
+
+# Operators whose CUDA kernels make the host wait for the device: a value read back (item,
+# bool, float), an output whose size depends on the data (nonzero, unique, a boolean mask),
+# or a comparison returned to Python.
+HOST_SYNC_OPERATORS = frozenset(
+    {
+        "_local_scalar_dense",
+        "is_nonzero",
+        "equal",
+        "nonzero",
+        "argwhere",
+        "masked_select",
+        "_unique",
+        "_unique2",
+        "unique_dim",
+        "unique_consecutive",
+        "unique_dim_consecutive",
+        "repeat_interleave",
+        "bincount",
+    }
+)
+
+
+class HostSyncWatch(TorchDispatchMode):
+    """Records every dispatched operator that would synchronise the host with a CUDA device
+    (see HOST_SYNC_OPERATORS; also indexing with a boolean mask, which runs ``nonzero``), so
+    that a CPU test can check that a loop would run ahead of a GPU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.syncs: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in HOST_SYNC_OPERATORS:
+            self.syncs.append(name)
+        elif name in {"index", "index_put", "index_put_", "_index_put_impl_"}:
+            indices = args[1] if len(args) > 1 else ()
+            if any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in indices):
+                self.syncs.append(f"{name} with a boolean mask")
+        return func(*args, **(kwargs or {}))
+
+
+@contextmanager
+def cuda_syncs_forbidden() -> Iterator[None]:
+    """torch's synchronisation detector set to raise while the block runs (CUDA only)."""
+    before = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode(before)

@@ -97,6 +97,12 @@ class CellBatch:
         self._entering = self._index(entering)
         self._states = self._index(states)
         self._new_states = self._index(new_states)
+        # Where each cell's input projections go (indexing with a list instead would copy
+        # it to the device, and wait for the copy, at every call).
+        self._x_rows = [
+            self._index([self._rows[k, n] for n in cell.program.x_readers])
+            for k, cell in enumerate(self.cells)
+        ]
         by_level: dict[int, list[tuple[int, str]]] = defaultdict(list)
         for key, lv in level.items():
             by_level[lv].append(key)
@@ -161,9 +167,9 @@ class CellBatch:
             weights = cell.program.input_weights(cell)
             projected = cell.program.project(weights, x)
             if projected is not None:
-                rows = [self._rows[k, n] for n in cell.program.x_readers]
-                block = projected.view(steps, batch, len(rows), self.hidden_size)
-                out[:, rows] = block.transpose(1, 2)
+                rows = self._x_rows[k]
+                block = projected.view(steps, batch, rows.numel(), self.hidden_size)
+                out.index_copy_(1, rows, block.transpose(1, 2))
             for name, bias in zip(cell.program.plain_nodes, weights.plain_biases, strict=True):
                 out[:, self._rows[k, name]] = bias
         return out

@@ -27,6 +27,7 @@ the same program serves every copy of the weights.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -49,9 +50,11 @@ _ACTIVATIONS: dict[str, Callable[..., torch.Tensor]] = {
     "activation_leaky_relu": F.leaky_relu,
 }
 _ACTIVATION_NAMES = {op: fn.__name__ for op, fn in _ACTIVATIONS.items()}
-# What the generated code may call, and nothing else.
+# What the generated code may call, and nothing else. Except ``__import__``: C code that a
+# torch call runs (under a dispatch mode: FlopCounterMode, fake tensors) may import a
+# module, and CPython looks the import function up in the builtins of the calling frame.
 _STEP_GLOBALS = {
-    "__builtins__": {},
+    "__builtins__": {"__import__": builtins.__import__},
     "mm": torch.mm,
     "addmm": torch.addmm,
     # The pieces are only read, never written in place, so they need no autograd view
