@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -111,3 +112,19 @@ def cuda_syncs_forbidden() -> Iterator[None]:
         yield
     finally:
         torch.cuda.set_sync_debug_mode(before)
+
+
+@contextmanager
+def cuda_syncs_counted() -> Iterator[list[str]]:
+    """The messages of torch's synchronisation detector (set to warn) while the block runs,
+    one per synchronisation (CUDA only)."""
+    before = torch.cuda.get_sync_debug_mode()
+    caught: list[str] = []
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as records:
+            warnings.simplefilter("always")
+            yield caught
+    finally:
+        torch.cuda.set_sync_debug_mode(before)
+    caught.extend(str(r.message) for r in records if "synchroniz" in str(r.message))

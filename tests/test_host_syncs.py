@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import HostSyncWatch, cuda_syncs_forbidden
+from helpers import HostSyncWatch, cuda_syncs_counted, cuda_syncs_forbidden
 
 from nas_engine.batched import BatchedScorer
+from nas_engine.metrics import eig_score
 from nas_engine.result import Candidate
 from nas_engine.scoring import ScoringSetup
 from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel, preset
@@ -162,3 +163,24 @@ def test_a_batchs_forwards_are_launched_on_cuda_without_a_host_synchronisation(
     second = [scorer.score(c) for c in candidates]
     for a, b in zip(first, second, strict=True):
         assert b.metrics["hidden_cov"] == pytest.approx(a.metrics["hidden_cov"], rel=1e-5)
+
+
+@cuda
+def test_eig_score_on_cuda_waits_for_the_device_at_most_once() -> None:
+    """The correlation and its score on the device read one value back, where finite input,
+    the constant rows and the factorisation's success each used to be a wait; two reads of a
+    value are counted as two, so the detector counts."""
+    rows = torch.randn(50, 300, dtype=torch.float64, device="cuda")
+    rows[7] = 0.5
+    expected = eig_score(rows.cpu())
+    eig_score(rows)  # the solver's handles and workspaces made before counting
+    torch.cuda.synchronize()
+    with cuda_syncs_counted() as control:
+        float(rows.sum())
+        int(rows.argmax())
+    with cuda_syncs_counted() as syncs:
+        score, constant = eig_score(rows)
+    assert len(control) == 2
+    assert len(syncs) <= 1
+    assert constant == expected[1] == 1
+    assert score == pytest.approx(expected[0], rel=1e-9)

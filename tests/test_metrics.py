@@ -32,29 +32,38 @@ def numpy_eig_score(rows: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------- eig_score
-def test_orthogonal_rows_give_identity_correlation() -> None:
+# Every eig_score test runs both ways: host BLAS and LAPACK (the CPU's way) and all in torch
+# with one read-back (the way on a GPU), here on CPU tensors.
+PATHS = pytest.mark.parametrize("in_torch", [False, True], ids=["host", "torch"])
+
+
+@PATHS
+def test_orthogonal_rows_give_identity_correlation(in_torch: bool) -> None:
     rows = torch.tensor([[1.0, -1, 1, -1], [1, 1, -1, -1], [1, -1, -1, 1]])
-    score, constant = eig_score(rows)
+    score, constant = eig_score(rows, in_torch=in_torch)
     assert constant == 0
     assert score == pytest.approx(-3 * (math.log(1 + K) + 1 / (1 + K)), rel=1e-12)
 
 
-def test_duplicated_row_gives_a_zero_eigenvalue() -> None:
+@PATHS
+def test_duplicated_row_gives_a_zero_eigenvalue(in_torch: bool) -> None:
     rows = torch.tensor([[0.3, 1.0, -2.0, 0.5], [0.3, 1.0, -2.0, 0.5]])
-    score, _ = eig_score(rows)
+    score, _ = eig_score(rows, in_torch=in_torch)
     expected = DEAD - (math.log(2 + K) + 1 / (2 + K))
     assert score == pytest.approx(expected, rel=1e-6)
 
 
-def test_matches_numpy_on_random_matrices() -> None:
+@PATHS
+def test_matches_numpy_on_random_matrices(in_torch: bool) -> None:
     rng = np.random.default_rng(0)
     for n, m in [(3, 5), (8, 40), (16, 80), (12, 12), (20, 10)]:
         rows = rng.normal(size=(n, m)) * rng.uniform(0.1, 10, size=(n, 1)) + rng.normal(size=(n, 1))
-        score, constant = eig_score(torch.from_numpy(rows))
+        score, constant = eig_score(torch.from_numpy(rows), in_torch=in_torch)
         assert constant == 0
         assert score == pytest.approx(numpy_eig_score(rows), rel=1e-8)
 
 
+@PATHS
 @settings(max_examples=60, deadline=None)
 @given(
     rows=hnp.arrays(
@@ -63,40 +72,49 @@ def test_matches_numpy_on_random_matrices() -> None:
         elements=st.floats(-100, 100, allow_nan=False, width=32),
     )
 )
-def test_matches_numpy_property(rows: np.ndarray) -> None:
+def test_matches_numpy_property(rows: np.ndarray, in_torch: bool) -> None:
     spread = rows.std(axis=1)
     # Keep rows well away from constant (the numpy formula is undefined there).
     if (spread < 1e-3 * np.maximum(np.abs(rows).max(axis=1), 1)).any():
         return
-    score, constant = eig_score(torch.from_numpy(rows))
+    score, constant = eig_score(torch.from_numpy(rows), in_torch=in_torch)
     assert constant == 0
     expected = numpy_eig_score(rows)
     assert score == pytest.approx(expected, rel=1e-6, abs=1e-6 * abs(DEAD))
 
 
-def test_invariances() -> None:
+@PATHS
+def test_invariances(in_torch: bool) -> None:
     rng = np.random.default_rng(1)
     rows = rng.normal(size=(6, 30))
-    base, _ = eig_score(torch.from_numpy(rows))
+    base, _ = eig_score(torch.from_numpy(rows), in_torch=in_torch)
     scaled = rows * rng.uniform(0.5, 5, size=(6, 1)) + rng.normal(size=(6, 1)) * 10
-    assert eig_score(torch.from_numpy(scaled))[0] == pytest.approx(base, rel=1e-9)
+    assert eig_score(torch.from_numpy(scaled), in_torch=in_torch)[0] == pytest.approx(
+        base, rel=1e-9
+    )
     shuffled = rows[rng.permutation(6)][:, rng.permutation(30)]
-    assert eig_score(torch.from_numpy(shuffled))[0] == pytest.approx(base, rel=1e-9)
+    assert eig_score(torch.from_numpy(shuffled), in_torch=in_torch)[0] == pytest.approx(
+        base, rel=1e-9
+    )
     # float32 input is scored in float64
-    assert eig_score(torch.from_numpy(rows).float())[0] == pytest.approx(base, rel=1e-5)
+    assert eig_score(torch.from_numpy(rows).float(), in_torch=in_torch)[0] == pytest.approx(
+        base, rel=1e-5
+    )
 
 
-def test_constant_rows_count_as_zero_eigenvalues() -> None:
+@PATHS
+def test_constant_rows_count_as_zero_eigenvalues(in_torch: bool) -> None:
     rng = np.random.default_rng(2)
     varying = rng.normal(size=(3, 10))
     rows = np.vstack([varying[:1], np.full((1, 10), 0.7), varying[1:], np.zeros((1, 10))])
-    score, constant = eig_score(torch.from_numpy(rows))
+    score, constant = eig_score(torch.from_numpy(rows), in_torch=in_torch)
     assert constant == 2
     assert score == pytest.approx(numpy_eig_score(varying) + 2 * DEAD, rel=1e-9)
     assert math.isfinite(score)
 
 
-def test_rows_stored_as_columns_score_the_same() -> None:
+@PATHS
+def test_rows_stored_as_columns_score_the_same(in_torch: bool) -> None:
     """hidden_cov passes the transpose of a (samples, units) block: scored in that layout, it
     must give what numpy gives for the rows, constant rows included."""
     rng = np.random.default_rng(3)
@@ -105,16 +123,16 @@ def test_rows_stored_as_columns_score_the_same() -> None:
     stored = torch.from_numpy(np.ascontiguousarray(rows.T)).float()  # (samples, units)
     view = stored.t()
     assert not view.is_contiguous()
-    score, constant = eig_score(view)
+    score, constant = eig_score(view, in_torch=in_torch)
     assert constant == 1
     assert score == pytest.approx(
         numpy_eig_score(stored.t().double().numpy()[[0, 1, 3, 4, 5]]) + DEAD, rel=1e-7
     )
-    assert score == pytest.approx(eig_score(view.contiguous())[0], rel=1e-9)
+    assert score == pytest.approx(eig_score(view.contiguous(), in_torch=in_torch)[0], rel=1e-9)
     with pytest.raises(MetricFailure, match="non-finite"):
         bad = stored.clone()
         bad[7, 2] = float("nan")
-        eig_score(bad.t())
+        eig_score(bad.t(), in_torch=in_torch)
 
 
 def test_indefinite_matrix_falls_back_to_clamped_eigenvalues() -> None:
@@ -131,15 +149,50 @@ def test_indefinite_matrix_falls_back_to_clamped_eigenvalues() -> None:
     assert _log_barrier(positive, K) == pytest.approx(expected, rel=1e-6)
 
 
+def test_indefinite_matrix_falls_back_to_clamped_eigenvalues_in_torch(monkeypatch) -> None:
+    """The torch path's factorisation reports an indefinite matrix in ``info``, and a score
+    whose factorisation failed comes from the clamped eigenvalues instead: the same number."""
+    from nas_engine.metrics import eig
+
+    q, _ = np.linalg.qr(np.random.default_rng(4).normal(size=(3, 3)))
+    indefinite = torch.from_numpy(q @ np.diag([1.7, 1.3, -1e-3]) @ q.T)
+    assert int(eig._cholesky_barrier(indefinite, K)[1]) != 0
+    rows = torch.from_numpy(np.random.default_rng(5).normal(size=(6, 20)))
+    expected, _ = eig_score(rows, in_torch=True)
+    factorise = eig._cholesky_barrier
+
+    def failing(correlation: torch.Tensor, k: float) -> tuple[torch.Tensor, torch.Tensor]:
+        barrier, _ = factorise(correlation, k)
+        return barrier * float("nan"), torch.tensor(1, dtype=torch.int32)
+
+    monkeypatch.setattr(eig, "_cholesky_barrier", failing)
+    assert eig_score(rows, in_torch=True)[0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_the_torch_path_reads_one_value_back() -> None:
+    """On a GPU each read of a value waits for the device: the torch path dispatches none
+    before its one read-back of every result at once."""
+    from helpers import HostSyncWatch
+
+    rows = torch.randn(12, 40, dtype=torch.float64)
+    rows[3] = 2.0  # a constant row: counted without a read-back
+    with HostSyncWatch() as watch:
+        score, constant = eig_score(rows.t().contiguous().t(), in_torch=True)
+    assert watch.syncs == [] and constant == 1
+    assert score == pytest.approx(eig_score(rows)[0], rel=1e-9)
+
+
+@PATHS
 @pytest.mark.parametrize("n", [1, 2, 5])
-def test_all_constant_rows_give_a_finite_score(n: int) -> None:
+def test_all_constant_rows_give_a_finite_score(n: int, in_torch: bool) -> None:
     rows = torch.arange(n, dtype=torch.float64)[:, None].repeat(1, 7)
-    score, constant = eig_score(rows)
+    score, constant = eig_score(rows, in_torch=in_torch)
     assert constant == n
     assert math.isfinite(score)
     assert score == pytest.approx(n * DEAD, rel=1e-12)
 
 
+@PATHS
 @settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
@@ -149,40 +202,43 @@ def test_all_constant_rows_give_a_finite_score(n: int) -> None:
     position=st.integers(0, 8),
 )
 def test_adding_a_constant_row_never_raises_the_score(
-    seed: int, n: int, m: int, value: float, position: int
+    seed: int, n: int, m: int, value: float, position: int, in_torch: bool
 ) -> None:
     rows = np.random.default_rng(seed).normal(size=(n, m))
-    before, _ = eig_score(torch.from_numpy(rows))
+    before, _ = eig_score(torch.from_numpy(rows), in_torch=in_torch)
     with_dead = np.insert(rows, min(position, n), np.full(m, value), axis=0)
-    after, constant = eig_score(torch.from_numpy(with_dead))
+    after, constant = eig_score(torch.from_numpy(with_dead), in_torch=in_torch)
     assert constant >= 1
     assert after < before
 
 
+@PATHS
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
-def test_non_finite_input_raises(bad: float) -> None:
+def test_non_finite_input_raises(bad: float, in_torch: bool) -> None:
     rows = torch.randn(4, 6, dtype=torch.float64)
     rows[2, 3] = bad
     with pytest.raises(MetricFailure, match="non-finite"):
-        eig_score(rows)
+        eig_score(rows, in_torch=in_torch)
 
 
-def test_non_finite_values_that_cancel_in_a_sum_still_fail() -> None:
+@PATHS
+def test_non_finite_values_that_cancel_in_a_sum_still_fail(in_torch: bool) -> None:
     """+inf and -inf in one row, beside huge finite values: the check is on the row means."""
     rows = torch.randn(4, 6, dtype=torch.float64)
     rows[1, 0], rows[1, 5] = float("inf"), -float("inf")
     rows[3] = 1e300
     with pytest.raises(MetricFailure, match="non-finite values in the rows"):
-        eig_score(rows, what="the rows")
+        eig_score(rows, what="the rows", in_torch=in_torch)
     finite = torch.randn(4, 6, dtype=torch.float64)
     finite[3] = torch.linspace(-3e38, 3e38, 6, dtype=torch.float64)  # float32's range
-    assert np.isfinite(eig_score(finite)[0])
+    assert np.isfinite(eig_score(finite, in_torch=in_torch)[0])
 
 
+@PATHS
 @pytest.mark.parametrize("shape", [(5,), (4, 1), (2, 3, 4)])
-def test_bad_shapes_raise(shape: tuple[int, ...]) -> None:
+def test_bad_shapes_raise(shape: tuple[int, ...], in_torch: bool) -> None:
     with pytest.raises(MetricFailure):
-        eig_score(torch.randn(*shape))
+        eig_score(torch.randn(*shape), in_torch=in_torch)
 
 
 # ---------------------------------------------------------------------- hidden_cov

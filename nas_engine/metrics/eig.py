@@ -17,7 +17,9 @@ EIG_K = 1e-5
 CONSTANT_REL_TOL = 1e-10
 
 
-def eig_score(rows: torch.Tensor, k: float = EIG_K, what: str = "the matrix") -> tuple[float, int]:
+def eig_score(
+    rows: torch.Tensor, k: float = EIG_K, what: str = "the matrix", *, in_torch: bool | None = None
+) -> tuple[float, int]:
     """``-sum_i [log(l_i + k) + 1/(l_i + k)]`` over the eigenvalues l of the Pearson
     correlation matrix of ``rows`` (n rows of samples); returns (score, constant rows).
 
@@ -27,6 +29,11 @@ def eig_score(rows: torch.Tensor, k: float = EIG_K, what: str = "the matrix") ->
     row. The score therefore only falls as units go dead, a dead unit can never raise it,
     and it is finite even when every unit is constant. Non-finite input is a failure (its
     message names ``what``).
+
+    On the CPU the Gram matrix and its factorisation run in host BLAS and LAPACK; elsewhere
+    (``in_torch``, by default off the CPU) every step is a torch operation on the input's
+    device and one value is read back at the end (:func:`_score_in_torch`). The two agree to
+    rounding (the tests run both on the CPU).
     """
     if rows.ndim != 2 or rows.shape[1] < 2:
         raise MetricFailure(
@@ -40,6 +47,10 @@ def eig_score(rows: torch.Tensor, k: float = EIG_K, what: str = "the matrix") ->
     x = (rows.t() if by_column else rows).to(
         torch.float64, memory_format=torch.contiguous_format, copy=True
     )
+    if in_torch is None:
+        in_torch = x.device.type != "cpu"
+    if in_torch:
+        return _score_in_torch(x, by_column, k, what)
     axis = 0 if by_column else 1  # the samples' axis of x
     samples = x.shape[axis]
     mean = x.mean(dim=axis, keepdim=True)
@@ -69,52 +80,78 @@ def eig_score(rows: torch.Tensor, k: float = EIG_K, what: str = "the matrix") ->
 
 def _log_barrier(correlation: torch.Tensor, k: float) -> float:
     """``-sum_i [log(l_i + k) + 1/(l_i + k)]`` over the eigenvalues l of the symmetric
-    ``correlation`` (its upper triangle given; overwritten), that is ``-(log det A + trace
-    A^-1)`` for A = correlation + k I. From A's Cholesky factor U (A = U^T U): log det A =
-    2 sum log diag(U), and trace A^-1 = ||U^-1||_F^2. The two triangular steps take half the
-    symmetric eigen-solver's time at 600 x 600 on one Xeon core (11 vs 24 ms) and agree with it
-    to about 1e-12 relative. Rounding leaves A indefinite only if an eigenvalue of the
-    correlation rounds below -k; then the eigenvalues are taken, clamped at 0 as a
-    correlation's are."""
+    ``correlation`` (a CPU tensor, its upper triangle given; overwritten), that is
+    ``-(log det A + trace A^-1)`` for A = correlation + k I. From A's Cholesky factor U
+    (A = U^T U): log det A = 2 sum log diag(U), and trace A^-1 = ||U^-1||_F^2. The two
+    triangular steps take half the symmetric eigen-solver's time at 600 x 600 on one Xeon core
+    (11 vs 24 ms) and agree with it to about 1e-12 relative. Rounding leaves A indefinite only
+    if an eigenvalue of the correlation rounds below -k; then the eigenvalues are taken,
+    clamped at 0 as a correlation's are."""
     a = correlation
     a.diagonal().add_(k)
-    if a.device.type == "cpu":
-        upper, info = scipy.linalg.lapack.dpotrf(a.numpy(), lower=0, clean=1)
+    upper, info = scipy.linalg.lapack.dpotrf(a.numpy(), lower=0, clean=1)
+    if info == 0:
+        inverse, info = scipy.linalg.lapack.dtrtri(upper, lower=0)
         if info == 0:
-            inverse, info = scipy.linalg.lapack.dtrtri(upper, lower=0)
-            if info == 0:
-                log_det = 2.0 * float(np.log(upper.diagonal()).sum())
-                return -(log_det + float(np.square(inverse).sum()))
-    else:
-        upper, info = torch.linalg.cholesky_ex(a, upper=True)
-        if int(info) == 0:
-            eye = torch.eye(a.shape[0], dtype=a.dtype, device=a.device)
-            inverse = torch.linalg.solve_triangular(upper, eye, upper=True)
-            log_det = 2.0 * upper.diagonal().log().sum()
-            return float(-(log_det + inverse.square().sum()))
+            log_det = 2.0 * float(np.log(upper.diagonal()).sum())
+            return -(log_det + float(np.square(inverse).sum()))
     a.diagonal().sub_(k)
-    eig = _eigvalsh_upper(a).clamp_min(0.0)
+    values = scipy.linalg.eigvalsh(a.numpy(), lower=False, driver="evd")
+    return _clamped_barrier(torch.from_numpy(values), k)
+
+
+def _clamped_barrier(eigenvalues: torch.Tensor, k: float) -> float:
+    eig = eigenvalues.clamp_min(0.0)
     return float(-(torch.log(eig + k) + 1.0 / (eig + k)).sum())
 
 
+def _score_in_torch(x: torch.Tensor, by_column: bool, k: float, what: str) -> tuple[float, int]:
+    """:func:`eig_score` of x (float64, ours to overwrite) as torch operations on its device,
+    with one read back to the host: on a GPU every check that read a value (finite input?
+    how many constant rows? did the factorisation succeed?) would wait for the device, four
+    waits a score. So no row is removed, which would need the count on the host: a constant
+    row's row and column of the correlation are set to zero instead, which gives it an
+    eigenvalue 0 and leaves the others those of the remaining rows, as the rule says."""
+    axis = 0 if by_column else 1
+    samples = x.shape[axis]
+    mean = x.mean(dim=axis, keepdim=True)
+    x.sub_(mean)
+    gram = x.T @ x if by_column else x @ x.T
+    mean = mean.flatten()
+    spread_sq = gram.diagonal()
+    spread = spread_sq.sqrt()
+    magnitude = (spread_sq / samples + mean * mean).sqrt()
+    constant = spread <= CONSTANT_REL_TOL * magnitude.clamp_min(1.0) * samples**0.5
+    scale = torch.where(constant, 0.0, spread.reciprocal())
+    correlation = gram * scale[:, None] * scale[None, :]
+    barrier, info = _cholesky_barrier(correlation, k)
+    checks = (barrier, constant.sum(), torch.isfinite(mean).all(), info)
+    barrier, n_constant, finite, info = torch.stack([c.to(torch.float64) for c in checks]).tolist()
+    if not finite:
+        raise MetricFailure(f"non-finite values in {what}")
+    if info:  # rounding made correlation + kI indefinite (rare): the clamped eigenvalues
+        correlation.diagonal().sub_(k)
+        barrier = _clamped_barrier(torch.linalg.eigvalsh(correlation), k)
+    return barrier, int(n_constant)
+
+
+def _cholesky_barrier(correlation: torch.Tensor, k: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``-(log det A + trace A^-1)`` for A = correlation + kI (k added to ``correlation`` in
+    place) from A's Cholesky factor, as in :func:`_log_barrier`, and the factorisation's
+    ``info`` (non-zero: A is not positive definite and the value means nothing); both 0-dim
+    tensors on the device, nothing read back."""
+    correlation.diagonal().add_(k)
+    upper, info = torch.linalg.cholesky_ex(correlation, upper=True)
+    eye = torch.eye(correlation.shape[0], dtype=correlation.dtype, device=correlation.device)
+    inverse = torch.linalg.solve_triangular(upper, eye, upper=True)
+    return -(2.0 * upper.diagonal().log().sum() + inverse.square().sum()), info
+
+
 def _centred_gram(x: torch.Tensor, by_column: bool) -> torch.Tensor:
-    """The Gram matrix of x's rows (x x^T) or, with ``by_column``, of its columns (x^T x);
-    on the CPU only its upper triangle is filled. There it is one symmetric rank-k update
-    (BLAS syrk: half a general multiply's work, reading x in place in either layout); on a
-    GPU torch keeps the data on the device."""
-    if x.device.type == "cpu":
-        # The transpose of a row-major array is column-major, which syrk reads in place:
-        # trans=0 gives a a^T of a = x.T (that is x^T x), trans=1 gives a^T a (x x^T).
-        a = x.detach().numpy().T
-        return torch.from_numpy(scipy.linalg.blas.dsyrk(1.0, a, trans=0 if by_column else 1))
-    return x.T @ x if by_column else x @ x.T
-
-
-def _eigvalsh_upper(matrix: torch.Tensor) -> torch.Tensor:
-    """Eigenvalues, ascending, of the symmetric matrix whose upper triangle is given. On the
-    CPU LAPACK's divide-and-conquer driver (about twice as fast as torch's default for a
-    600 x 600 matrix)."""
-    if matrix.device.type == "cpu":
-        values = scipy.linalg.eigvalsh(matrix.numpy(), lower=False, driver="evd")
-        return torch.from_numpy(values)
-    return torch.linalg.eigvalsh(matrix, UPLO="U")
+    """The upper triangle of the Gram matrix of x's rows (x x^T) or, with ``by_column``, of
+    its columns (x^T x), for a CPU tensor: one symmetric rank-k update (BLAS syrk: half a
+    general multiply's work, reading x in place in either layout)."""
+    # The transpose of a row-major array is column-major, which syrk reads in place:
+    # trans=0 gives a a^T of a = x.T (that is x^T x), trans=1 gives a^T a (x x^T).
+    a = x.detach().numpy().T
+    return torch.from_numpy(scipy.linalg.blas.dsyrk(1.0, a, trans=0 if by_column else 1))
