@@ -184,3 +184,26 @@ def test_eig_score_on_cuda_waits_for_the_device_at_most_once() -> None:
     assert len(syncs) <= 1
     assert constant == expected[1] == 1
     assert score == pytest.approx(expected[0], rel=1e-9)
+
+
+def test_the_launch_count_runs_and_graphs_launch_fewer(tmp_path) -> None:
+    """experiments/count_launches.py on three logs at the fast sizes: every forward counted,
+    a graph forward launching the first step, T - 2 replays and what lies outside the steps."""
+    import json
+    import subprocess
+    import sys
+
+    from helpers import LOGS_ZIP, REPO_ROOT, require
+
+    out = tmp_path / "count.json"
+    script = REPO_ROOT / "experiments" / "count_launches.py"
+    args = ["--n", "3", "--fast", "--logs", str(require(LOGS_ZIP)), "--json", str(out)]
+    subprocess.run([sys.executable, str(script), *args], check=True, capture_output=True)
+    report = json.loads(out.read_text())
+    assert report["n"] == 3 and report["metric_launches"] > 0
+    for row in report["rows"]:
+        steps = report["sizes"]["bptt"] - 1
+        assert row["forward_launches"] >= row["forward_ops_per_step"] * steps
+        assert row["forward_graphs_launches"] < row["forward_launches"]
+        assert row["forward_fixed_ops_per_step"] > row["forward_ops_per_step"] > 0
+        assert row["forward_graphs_launches_outside_steps"] >= 0
