@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from nas_engine.corpus import Corpus, Vocabulary
+from nas_engine.scoring import ScoringSetup
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT.parent / "shared" / "data"
@@ -47,6 +49,14 @@ def token_corpus(vocab_size: int = 50, n_tokens: int = 2000, seed: int = 0) -> C
     for i in range(vocab_size):
         vocab.add(f"t{i}")
     return Corpus("random test tokens", vocab, {"train": ids, "valid": ids, "test": ids})
+
+
+def tiny_setup(**changes) -> ScoringSetup:
+    """A three-layer RNN scoring setup small enough for any test (fields as ``changes``)."""
+    tiny = ScoringSetup(
+        embedding_size=12, hidden_size=16, num_layers=3, batch_size=6, bptt=9, seed=1
+    )
+    return dataclasses.replace(tiny, **changes)
 
 
 def run_module(module: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -13,12 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import HostSyncWatch, cuda_syncs_counted, cuda_syncs_forbidden
+from helpers import HostSyncWatch, cuda_syncs_counted, cuda_syncs_forbidden, tiny_setup
 
 from nas_engine.batched import BatchedScorer
 from nas_engine.metrics import eig_score
 from nas_engine.result import Candidate
-from nas_engine.scoring import ScoringSetup
 from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel, preset
 from search_spaces.rnn.batch import CellBatch
 from search_spaces.rnn.compiled import GatheredRows
@@ -140,16 +139,7 @@ def test_a_batchs_forwards_are_launched_on_cuda_without_a_host_synchronisation(
     queued on side streams) never waits for the device, so the streams overlap. The first
     batch grows the weight stream (a copy to the device); the second batch's cells need no
     more of it."""
-    setup = ScoringSetup(
-        embedding_size=10,
-        hidden_size=12,
-        num_layers=3,
-        batch_size=5,
-        bptt=8,
-        seed=2,
-        device="cuda",
-        cuda_graphs=cuda_graphs,
-    )
+    setup = tiny_setup(device="cuda", cuda_graphs=cuda_graphs)
     scorer = BatchedScorer(setup, streams=3)
     candidates = [Candidate(f"c{i}", r.to_dict()) for i, r in enumerate(CELLS)]
     first = scorer.score_batch(candidates)

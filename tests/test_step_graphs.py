@@ -9,6 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_setup
 
 from nas_engine.batched import BatchedScorer
 from nas_engine.config import ConfigError, SearchConfig
@@ -130,16 +131,7 @@ def test_recorded_steps_give_the_eager_entering_states_on_cuda(distinct: bool) -
 def test_a_graph_scorer_on_cuda_streams_matches_the_plain_one_and_keeps_its_memory() -> None:
     """Batches on CUDA streams (each replay stream with its own memory pool) give the plain
     scorer's scores, and scoring the same cells again reserves no more device memory."""
-    setup = ScoringSetup(
-        metrics=("hidden_cov", "hidden_cov_l2"),
-        embedding_size=12,
-        hidden_size=16,
-        num_layers=3,
-        batch_size=6,
-        bptt=9,
-        seed=1,
-        device="cuda",
-    )
+    setup = tiny_setup(metrics=("hidden_cov", "hidden_cov_l2"), device="cuda")
     candidates = [Candidate(f"c{i}", r.to_dict()) for i, r in enumerate(CELLS)]
     plain = [Scorer(setup).score(c) for c in candidates]
     scorer = BatchedScorer(dataclasses.replace(setup, cuda_graphs=True), streams=3)
