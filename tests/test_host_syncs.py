@@ -197,3 +197,18 @@ def test_the_launch_count_runs_and_graphs_launch_fewer(tmp_path) -> None:
         assert row["forward_graphs_launches"] < row["forward_launches"]
         assert row["forward_fixed_ops_per_step"] > row["forward_ops_per_step"] > 0
         assert row["forward_graphs_launches_outside_steps"] >= 0
+
+
+@cuda
+def test_a_hidden_cov_score_on_cuda_waits_for_the_device_at_most_once() -> None:
+    """A whole score (model from the shared stream, lean forward, correlation and its score on
+    the device) after a first pass over the same cells has grown the weight stream: the one
+    wait is the score's read-back."""
+    scorer = BatchedScorer(tiny_setup(device="cuda"))
+    candidates = [Candidate(f"c{i}", r.to_dict()) for i, r in enumerate(CELLS)]
+    first = [scorer.score(c) for c in candidates]
+    torch.cuda.synchronize()
+    with cuda_syncs_counted() as syncs:
+        second = [scorer.score(c) for c in candidates]
+    assert all(ev.ok for ev in first + second)
+    assert len(syncs) <= len(CELLS), syncs[:3]
