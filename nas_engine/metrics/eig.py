@@ -62,11 +62,7 @@ def eig_score(
     # row's squared spread, so the correlation is the Gram matrix scaled by the spreads,
     # without further passes over x (reductions along the first axis are slow in torch).
     gram = _centred_gram(x.sub_(mean), by_column)
-    mean = mean.flatten()
-    spread_sq = gram.diagonal().clone()
-    spread = spread_sq.sqrt()
-    magnitude = (spread_sq / samples + mean * mean).sqrt()  # the row's root mean square
-    constant = spread <= CONSTANT_REL_TOL * magnitude.clamp_min(1.0) * samples**0.5
+    spread, constant = _spreads(gram, mean.flatten(), samples)
     n_constant = int(constant.sum())
     if n_constant:
         keep = ~constant
@@ -76,6 +72,18 @@ def eig_score(
         return dead, n_constant
     correlation = gram.div_(spread[:, None]).div_(spread[None, :])
     return _log_barrier(correlation, k) + dead, n_constant
+
+
+def _spreads(
+    gram: torch.Tensor, mean: torch.Tensor, samples: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's spread (the root of the centred Gram matrix's diagonal) and whether the
+    row is constant: its spread below CONSTANT_REL_TOL of its magnitude, the root mean square
+    from the spread and the mean, so that no reduction runs along the slow axis of x."""
+    spread_sq = gram.diagonal()
+    spread = spread_sq.sqrt()
+    magnitude = (spread_sq / samples + mean * mean).sqrt()
+    return spread, spread <= CONSTANT_REL_TOL * magnitude.clamp_min(1.0) * samples**0.5
 
 
 def _log_barrier(correlation: torch.Tensor, k: float) -> float:
@@ -117,13 +125,9 @@ def _score_in_torch(x: torch.Tensor, by_column: bool, k: float, what: str) -> tu
     mean = x.mean(dim=axis, keepdim=True)
     x.sub_(mean)
     gram = x.T @ x if by_column else x @ x.T
-    mean = mean.flatten()
-    spread_sq = gram.diagonal()
-    spread = spread_sq.sqrt()
-    magnitude = (spread_sq / samples + mean * mean).sqrt()
-    constant = spread <= CONSTANT_REL_TOL * magnitude.clamp_min(1.0) * samples**0.5
+    spread, constant = _spreads(gram, mean.flatten(), samples)
     scale = torch.where(constant, 0.0, spread.reciprocal())
-    correlation = gram * scale[:, None] * scale[None, :]
+    correlation = gram.mul_(scale[:, None]).mul_(scale[None, :])
     barrier, info = _cholesky_barrier(correlation, k)
     checks = (barrier, constant.sum(), torch.isfinite(mean).all(), info)
     barrier, n_constant, finite, info = torch.stack([c.to(torch.float64) for c in checks]).tolist()
