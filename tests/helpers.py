@@ -114,27 +114,27 @@ class HostSyncWatch(TorchDispatchMode):
 
 
 @contextmanager
-def cuda_syncs_forbidden() -> Iterator[None]:
-    """torch's synchronisation detector set to raise while the block runs (CUDA only)."""
+def cuda_sync_detector(mode: str) -> Iterator[None]:
+    """torch's synchronisation detector in ``mode`` ("warn", "error") while the block runs,
+    as it was after (CUDA only)."""
     before = torch.cuda.get_sync_debug_mode()
-    torch.cuda.set_sync_debug_mode("error")
+    torch.cuda.set_sync_debug_mode(mode)
     try:
         yield
     finally:
         torch.cuda.set_sync_debug_mode(before)
 
 
+def cuda_syncs_forbidden():
+    """The detector raising on a synchronisation while the block runs."""
+    return cuda_sync_detector("error")
+
+
 @contextmanager
 def cuda_syncs_counted() -> Iterator[list[str]]:
-    """The messages of torch's synchronisation detector (set to warn) while the block runs,
-    one per synchronisation (CUDA only)."""
-    before = torch.cuda.get_sync_debug_mode()
+    """The detector's messages while the block runs, one per synchronisation."""
     caught: list[str] = []
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings(record=True) as records:
-            warnings.simplefilter("always")
-            yield caught
-    finally:
-        torch.cuda.set_sync_debug_mode(before)
+    with cuda_sync_detector("warn"), warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        yield caught
     caught.extend(str(r.message) for r in records if "synchroniz" in str(r.message))

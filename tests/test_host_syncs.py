@@ -10,10 +10,22 @@ synchronisation detector.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
-from helpers import HostSyncWatch, cuda_syncs_counted, cuda_syncs_forbidden, tiny_setup
+from helpers import (
+    LOGS_ZIP,
+    REPO_ROOT,
+    HostSyncWatch,
+    cuda_syncs_counted,
+    cuda_syncs_forbidden,
+    require,
+    tiny_setup,
+)
 
 from nas_engine.batched import BatchedScorer
 from nas_engine.metrics import eig_score
@@ -179,12 +191,6 @@ def test_eig_score_on_cuda_waits_for_the_device_at_most_once() -> None:
 def test_the_launch_count_runs_and_graphs_launch_fewer(tmp_path) -> None:
     """experiments/count_launches.py on three logs at the fast sizes: every forward counted,
     a graph forward launching the first step, T - 2 replays and what lies outside the steps."""
-    import json
-    import subprocess
-    import sys
-
-    from helpers import LOGS_ZIP, REPO_ROOT, require
-
     out = tmp_path / "count.json"
     script = REPO_ROOT / "experiments" / "count_launches.py"
     args = ["--n", "3", "--fast", "--logs", str(require(LOGS_ZIP)), "--json", str(out)]

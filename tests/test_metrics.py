@@ -7,13 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import token_corpus
+from helpers import HostSyncWatch, token_corpus
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from nas_engine.corpus import first_batch
-from nas_engine.metrics import MetricFailure, eig_score, get_metric, metric_names
+from nas_engine.metrics import MetricFailure, eig, eig_score, get_metric, metric_names
 from nas_engine.probes import RNNProbe
 from nas_engine.result import Candidate
 from nas_engine.scoring import Scorer, ScoringSetup
@@ -152,8 +152,6 @@ def test_indefinite_matrix_falls_back_to_clamped_eigenvalues() -> None:
 def test_indefinite_matrix_falls_back_to_clamped_eigenvalues_in_torch(monkeypatch) -> None:
     """The torch path's factorisation reports an indefinite matrix in ``info``, and a score
     whose factorisation failed comes from the clamped eigenvalues instead: the same number."""
-    from nas_engine.metrics import eig
-
     q, _ = np.linalg.qr(np.random.default_rng(4).normal(size=(3, 3)))
     indefinite = torch.from_numpy(q @ np.diag([1.7, 1.3, -1e-3]) @ q.T)
     assert int(eig._cholesky_barrier(indefinite, K)[1]) != 0
@@ -172,8 +170,6 @@ def test_indefinite_matrix_falls_back_to_clamped_eigenvalues_in_torch(monkeypatc
 def test_the_torch_path_reads_one_value_back() -> None:
     """On a GPU each read of a value waits for the device: the torch path dispatches none
     before its one read-back of every result at once."""
-    from helpers import HostSyncWatch
-
     rows = torch.randn(12, 40, dtype=torch.float64)
     rows[3] = 2.0  # a constant row: counted without a read-back
     with HostSyncWatch() as watch:
