@@ -89,3 +89,37 @@ def test_a_recorded_batch_step_on_cuda_gives_the_eager_states() -> None:
     replayed = batch.entering_states(x, graphs)
     torch.testing.assert_close(replayed, batch.entering_states(x), rtol=1e-6, atol=1e-7)
     assert graphs.recorded == 1 and graphs.failure is None
+
+
+def _index_tensors(batch: CellBatch) -> list[torch.Tensor]:
+    out = [batch._entering, batch._states, batch._new_states, *batch._x_rows]
+    for lv in batch._levels:
+        out += [lv.linear_slots, lv.linear_rows, lv.pair_sources, lv.pair_targets]
+        out += [t for _, i, o in lv.activations for t in (i, o)]
+        out += [t for _, _, i, o in lv.reductions for t in (i, o)]
+        out += list(lv.blend or ())
+    return [t for t in out if t is not None]
+
+
+def test_the_plan_reaches_a_device_as_one_copy() -> None:
+    """Off the CPU every index tensor of the plan is a view of one tensor that was copied
+    over once (one copy per index would each make the host wait on a GPU)."""
+    cells = [cell.to("meta") for cell in _cells(12, input_size=12, hidden=16)]
+    indices = _index_tensors(CellBatch(cells))
+    assert len(indices) > 30
+    assert all(t.device.type == "meta" and t.dtype == torch.long for t in indices)
+    assert len({id(t._base) for t in indices}) == 1 and indices[0]._base is not None
+
+
+def test_moved_indices_keep_the_states() -> None:
+    """The one-copy move remaps every index (run on the CPU, where it is otherwise skipped)."""
+    cells = _cells(20, input_size=12, hidden=16)
+    x = torch.randn(6, 5, 12)
+    batch = CellBatch(cells)
+    expected = batch.entering_states(x)
+    before = [t.tolist() for t in _index_tensors(batch)]
+    batch._move_indices()
+    after = _index_tensors(batch)
+    assert [t.tolist() for t in after] == before
+    assert len({id(t._base) for t in after}) == 1
+    assert torch.equal(batch.entering_states(x), expected)

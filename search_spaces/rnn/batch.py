@@ -29,6 +29,7 @@ replayed (:class:`~.graphs.StepGraphs`): then a step of all K cells is one graph
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,6 +95,7 @@ class CellBatch:
             states += [slot[k, f"h_prev_{i}"] for i in range(cell.num_states)]
             new_states += [slot[k, f"h_new_{i}"] for i in range(cell.num_states)]
         self.num_slots = len(slot)
+        self._host_indices: list[torch.Tensor] = []  # moved to the device together
         self._entering = self._index(entering)
         self._states = self._index(states)
         self._new_states = self._index(new_states)
@@ -108,9 +110,52 @@ class CellBatch:
             by_level[lv].append(key)
         with torch.no_grad():
             self._levels = tuple(self._plan(by_level[lv], slot) for lv in sorted(by_level))
+        if self.device.type != "cpu":
+            self._move_indices()
 
     def _index(self, values: list[int]) -> torch.Tensor:
-        return torch.tensor(values, dtype=torch.long, device=self.device)
+        """An index tensor, made on the host (see :meth:`_move_indices`)."""
+        index = torch.tensor(values, dtype=torch.long)
+        self._host_indices.append(index)
+        return index
+
+    def _move_indices(self) -> None:
+        """Every index tensor of the plan to the device in one copy, from pinned memory: a
+        plain copy from pageable memory waits for the device (torch synchronises the stream
+        after it), and a hundred of them, one per index, would stall a GPU's queue at every
+        batch. Each index becomes a view of the one device tensor."""
+        host, self._host_indices = self._host_indices, []  # kept alive: keyed by id below
+        flat = torch.cat(host)
+        if self.device.type == "cuda":
+            flat = flat.pin_memory()
+        flat = flat.to(self.device, non_blocking=True)
+        moved, start = {}, 0
+        for index in host:
+            moved[id(index)] = flat[start : start + index.numel()]
+            start += index.numel()
+
+        def on_device(index: torch.Tensor | None) -> torch.Tensor | None:
+            return None if index is None else moved[id(index)]
+
+        self._entering = on_device(self._entering)
+        self._states = on_device(self._states)
+        self._new_states = on_device(self._new_states)
+        self._x_rows = [on_device(rows) for rows in self._x_rows]
+        self._levels = tuple(
+            dataclasses.replace(
+                lv,
+                linear_slots=on_device(lv.linear_slots),
+                linear_rows=on_device(lv.linear_rows),
+                pair_sources=on_device(lv.pair_sources),
+                pair_targets=on_device(lv.pair_targets),
+                activations=tuple((op, on_device(i), on_device(o)) for op, i, o in lv.activations),
+                reductions=tuple(
+                    (op, arity, on_device(i), on_device(o)) for op, arity, i, o in lv.reductions
+                ),
+                blend=None if lv.blend is None else tuple(on_device(i) for i in lv.blend),
+            )
+            for lv in self._levels
+        )
 
     def _plan(self, nodes: list[tuple[int, str]], slot: dict[tuple[int, str], int]) -> _Level:
         linear_slots, linear_rows, sources, targets, weights = [], [], [], [], []
