@@ -32,7 +32,12 @@ graph (``search_spaces/rnn/graphs.py``), one at a time and with ``--batch`` in b
 ``--workers`` processes then use it too, and ``--cell-batch`` times both of its ways once more
 with the graphs.
 ``--cell-batch K`` times the first layer's forward (entering states) of the N architectures one
-cell at a time against K cells at a time (``search_spaces/rnn/batch.py``).
+cell at a time against K cells at a time (``search_spaces/rnn/batch.py``), and then the whole
+scores of all N once more through ``score_batch`` K at a time by a scorer that runs each
+batch's first layers as one CellBatch (``ScoringSetup.cell_batch``; with ``--cuda-graphs`` a
+second one replaying each CellBatch step as a CUDA graph): ``engine_cell_batch_archs_per_s``
+and ``cell_batch_scoring`` with the largest difference to the one-at-a-time scores; the
+``--workers`` processes then score that way too, in batches of K.
 ``--forward`` also times the first layer's forward alone,
 compiled against the interpreted path (the graph walked at every step), on the same
 architectures.
@@ -123,6 +128,41 @@ def batched_run(
         "failed": sum(ev.status != "ok" for ev in evaluations),
         "metrics": [dict(ev.metrics) for ev in evaluations],
     }
+
+
+def cell_batch_scoring_run(
+    setup: ScoringSetup,
+    corpus,
+    archs: list[tuple[str, dict]],
+    keys: list[str],
+    one_at_a_time: list[dict],
+    size: int,
+    graphs: bool,
+) -> dict:
+    """All architectures' whole scores once more through ``score_batch``, ``size`` at a time,
+    by a scorer that runs each batch's first layers as one CellBatch (and, with ``graphs``,
+    a second one that replays its step as a CUDA graph), each with its largest difference to
+    the plain engine's one-at-a-time scores; or why the metrics cannot be scored so."""
+    names = sorted({m for row in one_at_a_time for m in row})
+    plain = [row.get(m, math.nan) for row in one_at_a_time for m in names]
+    out: dict = {"batch_size": size}
+    ways = [("plain", dataclasses.replace(setup, cell_batch=True))]
+    if graphs:
+        ways.append(("graphs", dataclasses.replace(setup, cell_batch=True, cuda_graphs=True)))
+    for name, way in ways:
+        try:
+            scorer = BatchedScorer(way, corpus)
+        except ValueError as exc:  # metrics that read more than the first layer
+            return {"refused": str(exc)}
+        run = batched_run(scorer, archs, keys, size)
+        rows = [row.get(m, math.nan) for row in run.pop("metrics") for m in names]
+        run["max_rel_diff_to_one_at_a_time"] = agreement(plain, rows)[0]
+        run["cell_batch_failure"] = scorer.cell_batch_failure
+        if graphs and name == "graphs":
+            run["graphs_recorded"] = scorer.prober.step_graphs.recorded
+            run["recording_failure"] = scorer.prober.step_graphs.failure
+        out[name] = run
+    return out
 
 
 def graphs_run(
@@ -271,7 +311,11 @@ def _worker(
 
 
 def workers_run(
-    setup: ScoringSetup, args: argparse.Namespace, archs: list[tuple[str, dict]], keys: list[str]
+    setup: ScoringSetup,
+    args: argparse.Namespace,
+    archs: list[tuple[str, dict]],
+    keys: list[str],
+    batch: int,
 ) -> dict:
     """The N architectures split round-robin over ``args.workers`` spawned processes that
     start together (after each one's untimed warm-up): architectures per second from the
@@ -285,7 +329,7 @@ def workers_run(
     processes = [
         context.Process(
             target=_worker,
-            args=(setup, args.corpus, jobs[w::count], args.threads, args.batch, barrier, results),
+            args=(setup, args.corpus, jobs[w::count], args.threads, batch, barrier, results),
         )
         for w in range(count)
     ]
@@ -310,7 +354,8 @@ def workers_run(
         "workers": count,
         "threads_per_worker": args.threads,
         "cuda_graphs": setup.cuda_graphs,
-        "batch_size": args.batch,
+        "cell_batch": setup.cell_batch,
+        "batch_size": batch,
         "seconds": seconds,
         "archs_per_s": scored / seconds,
         "failed": sum(o[3] for o in outcomes),
@@ -380,7 +425,9 @@ def main() -> None:
         type=int,
         default=0,
         help="also time the first layer's entering states of the N architectures, one cell at "
-        "a time against CellBatch (K cells run together): cell_batch in the JSON",
+        "a time against CellBatch (K cells run together): cell_batch in the JSON; then their "
+        "whole scores K at a time with each batch's first layers as one CellBatch: "
+        "engine_cell_batch_archs_per_s (and the --workers use it)",
     )
     parser.add_argument(
         "--cuda-graphs",
@@ -519,14 +566,23 @@ def run(args: argparse.Namespace) -> None:
         cell_batch = cell_batch_run(
             scorer, archs, args.cell_batch, sizes_used["hidden"], graphs=args.cuda_graphs
         )
+    engine_rows = [row["engine_metrics"] for row in per_arch]
+    cell_batch_scoring = None
+    if args.cell_batch > 0:
+        cell_batch_scoring = cell_batch_scoring_run(
+            setup, corpus, archs, keys, engine_rows, args.cell_batch, args.cuda_graphs
+        )
     graphs = None
     if args.cuda_graphs:
-        engine_rows = [row["engine_metrics"] for row in per_arch]
         graphs = graphs_run(setup, corpus, archs, keys, engine_rows, args.batch)
     in_workers = None
     if args.workers > 0:
         worker_setup = dataclasses.replace(setup, cuda_graphs=args.cuda_graphs)
-        in_workers = workers_run(worker_setup, args, archs, keys)
+        worker_batch = args.batch
+        if cell_batch_scoring is not None and "refused" not in cell_batch_scoring:
+            worker_setup = dataclasses.replace(worker_setup, cell_batch=True)
+            worker_batch = args.cell_batch
+        in_workers = workers_run(worker_setup, args, archs, keys, worker_batch)
 
     e_secs = [a["engine_seconds"] for a in per_arch]
     result: dict = {
@@ -569,6 +625,14 @@ def run(args: argparse.Namespace) -> None:
         batched["max_rel_diff_to_one_at_a_time"] = agreement(one, many)[0]
     if cell_batch is not None:
         result["cell_batch"] = cell_batch
+    if cell_batch_scoring is not None:
+        result["cell_batch_scoring"] = cell_batch_scoring
+        if "plain" in cell_batch_scoring:
+            result["engine_cell_batch_archs_per_s"] = cell_batch_scoring["plain"]["archs_per_s"]
+        if "graphs" in cell_batch_scoring:
+            result["engine_cell_batch_graphs_archs_per_s"] = cell_batch_scoring["graphs"][
+                "archs_per_s"
+            ]
     if graphs is not None:
         result["graphs"] = graphs
         result["engine_graphs_archs_per_s"] = graphs["archs_per_s"]

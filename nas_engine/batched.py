@@ -25,22 +25,32 @@ What a batch shares, and where it pays (the scores are the same as one at a time
   round-robin on ``streams`` CUDA streams, so the small kernels of different recurrences
   overlap; the metrics then run on the default stream. Each evaluation's ``seconds`` then
   includes an equal share of that launch phase. (Written for the GPU; not yet measured on one.)
-- On the CPU a batch is scored candidate after candidate: the forward is bound by its matrix
-  multiplies (near the machine's peak at the benchmark's sizes), so running several at once
-  would only divide the same cores.
+- RNN space with ``setup.cell_batch``, every device: the first layer's forward of all the
+  batch's valid cells runs as one :class:`~search_spaces.rnn.batch.CellBatch` (each step a
+  few operations per level of the deepest cell, whatever the number of cells; with
+  ``cuda_graphs`` one recorded step of all of them), replacing the streams. Only for metrics
+  that read the first layer's entering states alone (``hidden_cov``), else refused at
+  construction. The states agree with one cell at a time to float32 rounding, not bit for
+  bit; the scores then differ at that level (see tests/test_batched.py). If the batch run
+  fails, every candidate runs its own forward in ``score``, which reports what fails.
+- On the CPU otherwise a batch is scored candidate after candidate: the forward is bound by
+  its matrix multiplies (near the machine's peak at the benchmark's sizes), so running
+  several at once would only divide the same cores.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import cached_property
 
 import torch
 
+from search_spaces.rnn.batch import CellBatch
+
 from .corpus import Corpus
-from .probes import RNNProbe, RNNProber
+from .probes import RNNProbe, RNNProber, first_layer_only
 from .result import Candidate, Evaluation
 from .scoring import Scorer, ScoringSetup
 
@@ -59,11 +69,22 @@ class BatchedScorer(Scorer):
             raise ValueError(f"streams must be >= 1, got {streams}")
         self.streams = streams
         self.rnn = isinstance(self.prober, RNNProber)
+        if setup.cell_batch:
+            self._check_cell_batch()
         if self.rnn:
             self.prober.share_embedding()
         # Probes whose forward was launched ahead by score_batch, by architecture; each is
         # handed out once.
         self._launched: dict[object, RNNProbe] = {}
+        # Why the first cell batch that raised did (its candidates then ran their own
+        # forwards, with the same scores): a benchmark or a user reads it here.
+        self.cell_batch_failure: str | None = None
+
+    def _check_cell_batch(self) -> None:
+        if not self.rnn:
+            raise ValueError(f"cell_batch runs RNN cells together (space {self.setup.space!r})")
+        if not first_layer_only(self.needs, self.setup.num_layers):
+            raise ValueError(cell_batch_refusal([m.name for m in self.metrics], self.needs))
 
     @cached_property
     def _side_streams(self) -> list[torch.cuda.Stream]:
@@ -78,7 +99,9 @@ class BatchedScorer(Scorer):
     def score_batch(self, candidates: Sequence[Candidate]) -> list[Evaluation]:
         """One evaluation per candidate, in order (see the module docstring)."""
         launch_seconds = 0.0
-        if self.device.type == "cuda" and self.rnn and len(candidates) > 1:
+        if self.setup.cell_batch and len(candidates) > 1:
+            launch_seconds = self._run_cell_batch(candidates)
+        elif self.device.type == "cuda" and self.rnn and len(candidates) > 1:
             launch_seconds = self._launch_forwards(candidates)
         try:
             evaluations = [self.score(c) for c in candidates]
@@ -117,6 +140,49 @@ class BatchedScorer(Scorer):
         for stream in streams:
             main.wait_stream(stream)
         return time.perf_counter() - start
+
+    def _run_cell_batch(self, candidates: Sequence[Candidate]) -> float:
+        """Run the first layer's forward of every valid candidate's cell in one CellBatch and
+        hand each probe its states; returns the seconds spent. A candidate that fails to
+        validate or build is left to ``score``, which reports it."""
+        start = time.perf_counter()
+        probes: dict[object, RNNProbe] = {}
+        for candidate in candidates:
+            try:
+                arch = self.space.validate(candidate.arch)
+                if arch in probes:
+                    continue
+                probe = super().probe(arch)
+                assert isinstance(probe, RNNProbe)
+                probe.model  # noqa: B018 - built here, so that a cell that cannot be is skipped
+            except Exception:  # noqa: BLE001 - reported by score() with its reason
+                continue
+            probes[arch] = probe
+        if not probes:
+            return time.perf_counter() - start
+        ordered = list(probes.values())
+        try:
+            with torch.no_grad():
+                x = ordered[0].model.encoder(self.prober.tokens)  # the seed's shared embedding
+            cells = CellBatch([p.model.layers[0] for p in ordered])
+            states = cells.entering_states(x, self.prober.step_graphs)
+        except Exception as exc:  # noqa: BLE001 - each score() then runs its own forward
+            if self.cell_batch_failure is None:
+                self.cell_batch_failure = f"{type(exc).__name__}: {exc}"
+            return time.perf_counter() - start
+        for probe, first_layer in zip(ordered, states, strict=True):
+            probe.supply_entering_states(first_layer)
+        self._launched.update(probes)
+        return time.perf_counter() - start
+
+
+def cell_batch_refusal(metrics: Sequence[str], needs: Iterable[str]) -> str:
+    """Why metrics with these needs cannot have their batches' cells run together."""
+    return (
+        "cell batches run the first layer's forward of a batch's cells together; the metrics "
+        f"{', '.join(metrics)} read more than the first layer's entering states "
+        f"(needs: {', '.join(sorted(needs))})"
+    )
 
 
 def score_batch(scorer: Scorer, candidates: Sequence[Candidate]) -> list[Evaluation]:

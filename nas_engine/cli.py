@@ -293,6 +293,13 @@ def add_execution_options(parser: argparse.ArgumentParser) -> None:
         "in-process and on Ray, a GPU overlaps a batch's forward passes on CUDA streams",
     )
     group.add_argument(
+        "--cell-batch",
+        action="store_true",
+        help="rnn, with --worker-batch N: run the first layer of each batch's N cells together "
+        "(search_spaces/rnn/batch.py), a few operations a step for all of them; for metrics "
+        "that read only the first layer (hidden_cov); scores agree to float32 rounding",
+    )
+    group.add_argument(
         "--cuda-graphs",
         action="store_true",
         help="rnn on CUDA: record each recurrence's step once as a CUDA graph and replay it "
@@ -383,6 +390,7 @@ def search_main(argv: list[str] | None = None) -> int:
         eval_timeout=args.eval_timeout,
         worker_batch=args.worker_batch,
         cuda_graphs=args.cuda_graphs,
+        cell_batch=args.cell_batch,
         resume=args.resume,
         confirm_top=args.confirm_top,
         confirm_steps=args.confirm_steps,

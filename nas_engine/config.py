@@ -39,6 +39,7 @@ EXECUTION_SETTINGS = (
     "eval_timeout",
     "worker_batch",
     "cuda_graphs",
+    "cell_batch",
     "resume",
     "confirm_top",
     "confirm_steps",
@@ -77,6 +78,7 @@ class SearchConfig:
     eval_timeout: float | None = None
     worker_batch: int = 1
     cuda_graphs: bool = False
+    cell_batch: bool = False
     resume: bool = False
     confirm_top: int = 0
     confirm_steps: int | None = None
@@ -211,6 +213,11 @@ class SearchConfig:
                 "--cuda-graphs records the RNN cells' steps on a GPU: it needs --space rnn "
                 "and --device cuda (or auto)"
             )
+        if self.cell_batch and (self.space != "rnn" or self.worker_batch < 2):
+            raise ConfigError(
+                "--cell-batch runs the first layer of a batch's RNN cells together: it needs "
+                "--space rnn and --worker-batch N with N >= 2"
+            )
         if not isinstance(self.confirm_top, int) or self.confirm_top < 0:
             raise ConfigError(f"confirm-top must be an integer >= 0, got {self.confirm_top!r}")
         if self.confirm_steps is not None and self.confirm_epochs is not None:
@@ -243,6 +250,7 @@ class SearchConfig:
             bptt=self.bptt,
             init_gain=self.init_gain,
             cuda_graphs=self.cuda_graphs,
+            cell_batch=self.cell_batch,
             corpus=self.corpus,
             split=self.split,
             seed=self.seed,

@@ -12,12 +12,14 @@ from pathlib import Path
 
 from search_spaces import get_space, space_names
 
+from .batched import cell_batch_refusal
 from .config import ConfigError, SearchConfig
 from .confirm import ConfirmationPlan, confirm, plan_confirmation
 from .corpus import Corpus, CorpusError, first_batch
 from .executors import Executor, ExecutorError, make_executor
 from .fitness import Fitness
 from .metrics import get_metric, metric_names
+from .probes import first_layer_only
 from .result import Candidate, Evaluation, Result
 from .scoring import resolve_device
 from .storage import RunFolderError, RunStore
@@ -87,6 +89,11 @@ def prepare(config: SearchConfig) -> _Prepared:
             get_metric(name.strip(), config.space)
     except KeyError as exc:
         raise ConfigError(exc.args[0]) from None
+    if config.cell_batch:
+        metrics = config.scored_metrics()
+        needs = {n for name in metrics for n in get_metric(name, config.space).needs}
+        if not first_layer_only(needs, config.layers):
+            raise ConfigError("--cell-batch: " + cell_batch_refusal(metrics, needs))
     if config.strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {config.strategy!r} (known: {', '.join(STRATEGIES)})")
     for name in config.scored_metrics():

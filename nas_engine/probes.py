@@ -111,6 +111,18 @@ def plan_depth(needs: Iterable[str], num_layers: int) -> int:
     return depth
 
 
+def first_layer_only(needs: Iterable[str], num_layers: int) -> bool:
+    """Whether ``needs`` ask for the lean forward through the first layer alone (its entering
+    states, no activation codes, nothing deeper): what a
+    :class:`~search_spaces.rnn.batch.CellBatch` computes for several cells at once."""
+    needs = frozenset(needs)
+    return (
+        plan_depth(needs, num_layers) == 1
+        and "activation_codes" not in needs
+        and any(n.startswith("entering_states:") for n in needs)
+    )
+
+
 def derived_seed(seed: int, purpose: str) -> int:
     """A seed for one purpose's random draws, fixed by the probe seed and the purpose."""
     digest = hashlib.sha256(f"nas-engine:{seed}:{purpose}".encode()).digest()
@@ -268,6 +280,30 @@ class RNNProbe:
         if not any(n.startswith("entering_states:") for n in self.plan):
             return []
         return list(self._forward.entering)
+
+    def runs_first_layer_only(self) -> bool:
+        """Whether the planned forward is the lean one through the first layer alone (the
+        entering states of layer 1, no activation codes): what a :class:`CellBatch` of several
+        cells computes, and :meth:`supply_entering_states` accepts."""
+        return (
+            self.plan is not None
+            and self.depth == 1
+            and first_layer_only(self.plan, self.sizes.num_layers)
+        )
+
+    def supply_entering_states(self, first_layer: torch.Tensor) -> None:
+        """Take the first layer's entering states (T, B, H), computed elsewhere for this
+        probe's own cell and input (a :class:`~search_spaces.rnn.batch.CellBatch` run of
+        several probes' cells), as the planned forward's result."""
+        if not self.runs_first_layer_only():
+            raise ValueError("only a forward planned through the first layer alone is supplied")
+        hidden = self.sizes.layer_sizes()[0][1]
+        expected = (self.tokens.shape[0], self.tokens.shape[1], hidden)
+        if tuple(first_layer.shape) != expected:
+            raise ValueError(f"entering states of shape {expected}, got {tuple(first_layer.shape)}")
+        if "_forward" in self.__dict__:
+            raise ValueError("the probe's forward has already run")
+        self.__dict__["_forward"] = _Forward([first_layer], None)  # the cached_property's slot
 
     def entering_states(self, layer: int) -> torch.Tensor:
         """(T, B, H): the first state element entering layer ``layer``'s cell (1-based)."""

@@ -44,6 +44,10 @@ class ScoringSetup:
     # RNN space on CUDA: each recurrence's step recorded once as a CUDA graph and replayed
     # (search_spaces.rnn.graphs); the same scores, fewer kernel launches.
     cuda_graphs: bool = False
+    # RNN space, a BatchedScorer's score_batch: the first layer's forward of all the batch's
+    # cells run together as one CellBatch (search_spaces.rnn.batch), for metrics that read
+    # only the first layer's entering states; the states agree to float32 rounding.
+    cell_batch: bool = False
     # The trained proxy (metric trained_loss): how long it trains, and on which split.
     proxy_steps: int | None = None
     proxy_epochs: float | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,8 @@ from helpers import token_corpus
 from nas_engine.batched import BatchedScorer, score_batch
 from nas_engine.result import Candidate
 from nas_engine.scoring import Scorer, ScoringSetup
-from search_spaces.rnn import preset
+from search_spaces.rnn import RNNLanguageModel, preset
+from search_spaces.rnn.batch import CellBatch
 from search_spaces.rnn.generator import sample_cell
 
 METRICS = ("hidden_cov", "hidden_cov_l2", "activation_distance", "params")
@@ -97,6 +100,108 @@ def test_cuda_batch_on_streams_matches_one_at_a_time() -> None:
         assert many.status == one.status
         for name, value in one.metrics.items():
             assert many.metrics[name] == pytest.approx(value, rel=1e-6), name
+
+
+# ---------------------------------------------------------------------- cell batches
+def _cell_batch_setup(**changes) -> ScoringSetup:
+    return dataclasses.replace(_setup(metrics=("hidden_cov", "params")), cell_batch=True, **changes)
+
+
+def _more_candidates(n: int = 9) -> list[Candidate]:
+    rng = np.random.default_rng(8)
+    return [Candidate("", sample_cell(rng).to_dict()) for _ in range(n)]
+
+
+def _assert_same_evaluations(got, expected, rel: float) -> None:
+    assert len(got) == len(expected)
+    for one, many in zip(expected, got, strict=True):
+        assert (many.status, many.error) == (one.status, one.error)
+        assert set(many.metrics) == set(one.metrics)
+        for name, value in one.metrics.items():
+            assert many.metrics[name] == pytest.approx(value, rel=rel), name
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_cell_batch_scores_what_one_at_a_time_scores(dtype: str, request) -> None:
+    """The batch's first layers run together give each candidate its own score (to the
+    float32 rounding of sums added in another order; 1e-10 in float64), the invalid one in
+    the middle failing alone, a candidate given twice scored twice."""
+    if dtype == "float64":
+        request.getfixturevalue("float64_default")
+    corpus = token_corpus()
+    cands = [*_candidates(), *_more_candidates(), _candidates()[0]]
+    single = [Scorer(_setup(metrics=("hidden_cov", "params")), corpus).score(c) for c in cands]
+    batched = BatchedScorer(_cell_batch_setup(), corpus).score_batch(cands)
+    _assert_same_evaluations(batched, single, rel=1e-4 if dtype == "float32" else 1e-10)
+    assert batched[2].status == "failed" and "nowhere" in batched[2].error
+    assert sum(e.status == "ok" for e in batched) == len(cands) - 1
+
+
+def test_a_cell_batch_replaces_the_cells_own_forwards(monkeypatch) -> None:
+    """With cell batches the probes never run their own forward: a model whose own forward
+    is broken still scores, in a batch (and fails, with the reason, alone or without)."""
+    corpus = token_corpus()
+    cands = _more_candidates(5)
+    with_batches = BatchedScorer(_cell_batch_setup(), corpus)
+    plain = BatchedScorer(_setup(metrics=("hidden_cov", "params")), corpus)
+    expected = plain.score_batch(cands)
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("the cell's own forward ran")
+
+    monkeypatch.setattr(RNNLanguageModel, "entering_states", broken)
+    _assert_same_evaluations(with_batches.score_batch(cands), expected, rel=1e-4)
+    alone = with_batches.score_batch(cands[:1])
+    assert alone[0].status == "failed" and "own forward ran" in alone[0].error
+    assert all("own forward ran" in e.error for e in plain.score_batch(cands))
+
+
+def test_a_failing_cell_batch_leaves_each_candidate_to_its_own_forward(monkeypatch) -> None:
+    corpus = token_corpus()
+    cands = _more_candidates(4)
+    expected = BatchedScorer(_setup(metrics=("hidden_cov", "params")), corpus).score_batch(cands)
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("the batch failed")
+
+    monkeypatch.setattr(CellBatch, "entering_states", broken)
+    scorer = BatchedScorer(_cell_batch_setup(), corpus)
+    assert scorer.cell_batch_failure is None
+    _assert_same_evaluations(scorer.score_batch(cands), expected, rel=1e-12)
+    assert scorer.cell_batch_failure == "RuntimeError: the batch failed"
+
+
+def test_cell_batches_are_refused_where_they_cannot_serve() -> None:
+    corpus = token_corpus()
+    for metrics in [("hidden_cov_l2",), ("hidden_cov", "activation_distance"), ("params",)]:
+        with pytest.raises(ValueError, match="read more than the first layer"):
+            BatchedScorer(_cell_batch_setup(metrics=metrics), corpus)
+    with pytest.raises(ValueError, match="RNN cells"):
+        BatchedScorer(
+            ScoringSetup(space="bert", metrics=("params",), batch_size=4, bptt=8, cell_batch=True),
+            corpus,
+        )
+    probe = BatchedScorer(_setup(metrics=("hidden_cov_l2",)), corpus).probe(preset("lstm"))
+    with pytest.raises(ValueError, match="first layer alone"):
+        probe.supply_entering_states(torch.zeros(7, 5, 16))
+    probe = BatchedScorer(_cell_batch_setup(), corpus).probe(preset("lstm"))
+    with pytest.raises(ValueError, match="shape"):
+        probe.supply_entering_states(torch.zeros(7, 5, 15))
+    probe.entering_states(1)
+    with pytest.raises(ValueError, match="already run"):
+        probe.supply_entering_states(torch.zeros(7, 5, 16))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("graphs", [False, True])
+def test_cuda_cell_batch_matches_one_at_a_time(graphs: bool) -> None:
+    corpus = token_corpus()
+    cands = [*_candidates(), *_more_candidates()]
+    single = [Scorer(_setup(metrics=("hidden_cov", "params")), corpus).score(c) for c in cands]
+    scorer = BatchedScorer(_cell_batch_setup(device="cuda", cuda_graphs=graphs), corpus)
+    _assert_same_evaluations(scorer.score_batch(cands), single, rel=1e-4)
+    if graphs:
+        assert scorer.prober.step_graphs.failure is None
 
 
 # ---------------------------------------------------------------------- the search's --fast

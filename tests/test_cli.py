@@ -40,6 +40,7 @@ OPTIONS = [
     "--time-budget",
     "--init-gain",
     "--cuda-graphs",
+    "--cell-batch",
 ]
 
 
@@ -217,6 +218,11 @@ def test_search_on_penn_treebank(tmp_path: Path) -> None:
         ),
         (["--confirm-steps", "3", "--confirm-epochs", "1", "--confirm-top", "1"], "not both"),
         (["--cuda-graphs"], "--cuda-graphs records the RNN cells' steps on a GPU"),
+        (["--cell-batch"], "--cell-batch runs the first layer of a batch's RNN cells together"),
+        (
+            ["--cell-batch", "--worker-batch", "4", "--fitness", "hidden_cov_l2"],
+            "--cell-batch: cell batches run the first layer's forward",
+        ),
         (
             ["--cuda-graphs", "--space", "bert", "--device", "cuda"],
             "--cuda-graphs records the RNN cells' steps on a GPU",

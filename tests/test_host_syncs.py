@@ -117,6 +117,18 @@ def test_a_cell_batch_step_loop_does_not_wait_for_the_device(fixed: bool) -> Non
     assert watch.syncs == []
 
 
+def test_a_scorers_cell_batch_phase_does_not_wait_for_the_device() -> None:
+    """The models built from the shared stream, the CellBatch's plan and its steps: nothing
+    that would make the host wait (the CPU skips only the plan's one copy to the device)."""
+    scorer = BatchedScorer(tiny_setup(cell_batch=True))
+    candidates = [Candidate(f"c{i}", r.to_dict()) for i, r in enumerate(CELLS)]
+    scorer.score_batch(candidates)  # the weight stream grown to these cells
+    with HostSyncWatch() as watch:
+        scorer._run_cell_batch(candidates)
+    assert len(scorer._launched) == len(CELLS)
+    assert watch.syncs == []
+
+
 @cuda
 def test_cuda_forwards_run_without_a_host_synchronisation() -> None:
     """torch's detector raises on a synchronisation: the lean forward of every cell, with and
@@ -161,6 +173,26 @@ def test_a_batchs_forwards_are_launched_on_cuda_without_a_host_synchronisation(
     # test checks that every forward was launched.
     with cuda_syncs_forbidden():
         scorer._launch_forwards(candidates)
+    assert len(scorer._launched) == len(CELLS)
+    second = [scorer.score(c) for c in candidates]
+    for a, b in zip(first, second, strict=True):
+        assert b.metrics["hidden_cov"] == pytest.approx(a.metrics["hidden_cov"], rel=1e-5)
+
+
+@cuda
+@pytest.mark.parametrize("cuda_graphs", [False, True], ids=["eager", "graphs"])
+def test_a_cell_batch_runs_on_cuda_without_a_host_synchronisation(cuda_graphs: bool) -> None:
+    """The cell-batch phase (models from the shared stream, the CellBatch's plan copied to
+    the device in one pinned copy, its steps) never waits for the device either; every probe
+    is handed its states."""
+    setup = tiny_setup(device="cuda", cuda_graphs=cuda_graphs, cell_batch=True)
+    scorer = BatchedScorer(setup)
+    candidates = [Candidate(f"c{i}", r.to_dict()) for i, r in enumerate(CELLS)]
+    first = scorer.score_batch(candidates)
+    assert all(ev.ok for ev in first)
+    torch.cuda.synchronize()
+    with cuda_syncs_forbidden():
+        scorer._run_cell_batch(candidates)
     assert len(scorer._launched) == len(CELLS)
     second = [scorer.score(c) for c in candidates]
     for a, b in zip(first, second, strict=True):

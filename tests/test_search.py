@@ -190,6 +190,12 @@ def test_time_budget_stops_early(tmp_path: Path, strategy: str) -> None:
         ({"layers": 1, "fitness": "hidden_cov_l2"}, "needs at least 2 layers"),
         ({"device": "tpu"}, "unknown device"),
         ({"bptt": 10_000_000}, "too few"),
+        ({"cell_batch": True}, "--cell-batch.*--worker-batch N with N >= 2"),
+        ({"cell_batch": True, "worker_batch": 4, "space": "bert"}, "--cell-batch.*--space rnn"),
+        (
+            {"cell_batch": True, "worker_batch": 4, "fitness": "hidden_cov+activation_distance"},
+            "--cell-batch: .*read more than the first layer",
+        ),
     ],
 )
 def test_bad_options_raise_config_error_and_write_nothing(
@@ -226,3 +232,18 @@ def test_in_process_batches_score_what_one_at_a_time_does(tmp_path: Path) -> Non
         "workers": 1,
         "worker_batch": 3,
     }
+
+
+def test_cell_batches_in_a_search_score_what_one_at_a_time_does(tmp_path: Path) -> None:
+    """--cell-batch with --worker-batch: the same architectures, their scores agreeing to
+    float32 rounding; a run may be resumed with or without (an execution setting)."""
+    options = dict(budget=9, strategy="random", seed=4, fitness="hidden_cov", **TINY)
+    single = nas_engine.search(out=str(tmp_path / "one"), **options)
+    together = nas_engine.search(
+        out=str(tmp_path / "cells"), worker_batch=4, cell_batch=True, **options
+    )
+    assert [r.arch_id for r in together] == [r.arch_id for r in single]
+    assert [r.status for r in together] == [r.status for r in single]
+    for one, many in zip(single, together, strict=True):
+        assert many.fitness == pytest.approx(one.fitness, rel=1e-4)
+    assert "cell_batch" not in (tmp_path / "cells" / "config.json").read_text()
