@@ -11,7 +11,7 @@
 # with the checkout, git ignores it) and deap as a wheel in .whl/ (see the README; the searches
 # import it);
 # then call the device tool with this command, carry [".whl"] and timeout_s 600 (scoring: its
-# limits add up to 585 s) or 520 (live). There the repository is not installed: the script puts
+# limits add up to 590 s) or 520 (live). There the repository is not installed: the script puts
 # it on PYTHONPATH.
 # Every command has its own time limit, so a slow one costs only its own result; what a
 # command finished is in $OUT (or experiments/out/gpu when OUT is unset): 7 files, of the 8 at
@@ -63,19 +63,22 @@ scoring)
     "${graphs[@]}" --workers 4 --threads 2 --json "$out/bench_default.json"
   step 100 fast "${bench[@]}" --metric hidden_cov --n 100 --fast --batch 16 --cell-batch 50 \
     "${graphs[@]}" --workers 8 --threads 1 --json "$out/bench_fast.json"
-  step 70 suite_fast "${bench[@]}" --metric all --n 40 --fast --batch 8 \
+  step 65 suite_fast "${bench[@]}" --metric all --n 40 --fast --batch 8 \
     --json "$out/bench_suite_fast.json"
-  step 55 suite_default "${bench[@]}" --metric all --n 10 --json "$out/bench_suite_default.json"
+  step 45 suite_default "${bench[@]}" --metric all --n 10 --json "$out/bench_suite_default.json"
   # The product end to end: a search (evolution, PTB) on the GPU, in-process, in batches on
   # CUDA streams (--worker-batch), at the fast and at the default sizes.
   search=(python3 -m nas_engine.search --space rnn --fitness hidden_cov --device "$device"
     --corpus "$data/ptb" --no-progress)
-  rm -rf /tmp/s_fast /tmp/s_fast_graphs /tmp/s_default  # a rerun starts afresh
-  step 30 search_fast "${search[@]}" --fast --budget 1000 --worker-batch 16 --out /tmp/s_fast
+  rm -rf /tmp/s_fast /tmp/s_fast_graphs /tmp/s_fast_cells /tmp/s_default  # a rerun starts afresh
+  step 25 search_fast "${search[@]}" --fast --budget 1000 --worker-batch 16 --out /tmp/s_fast
   if [ ${#graphs[@]} -gt 0 ]; then  # the same search with the steps replayed as CUDA graphs
-    step 30 search_fast_graphs "${search[@]}" --fast --budget 1000 --worker-batch 16 \
+    step 25 search_fast_graphs "${search[@]}" --fast --budget 1000 --worker-batch 16 \
       --cuda-graphs --out /tmp/s_fast_graphs
   fi
+  # Each batch's 16 first layers run as one CellBatch (with graphs: one replay a step).
+  step 30 search_fast_cells "${search[@]}" --fast --budget 1000 --worker-batch 16 --cell-batch \
+    "${graphs[@]}" --out /tmp/s_fast_cells
   step 40 search_default "${search[@]}" --budget 300 --worker-batch 8 --out /tmp/s_default
   # One file for the searches' summaries: at most 8 files come back from the device.
   python3 -c 'import json, pathlib; print(json.dumps({p.parent.name: json.loads(p.read_text()) for p in sorted(pathlib.Path("/tmp").glob("s_*/summary.json"))}, indent=1))' \

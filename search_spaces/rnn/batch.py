@@ -18,7 +18,9 @@ against about 15 operations per cell and step one cell at a time. On a 2-core Xe
 sizes it is as fast per cell as one cell at a time (1.96 against 1.93 ms, 64 cells in batches
 of 32, one thread: the gathers cost what the fewer operations save); it is written for a GPU,
 where each operation is a kernel launch, and is not yet measured there
-(``experiments/bench_scoring.py --cell-batch K`` times both on the same cells). The
+(``experiments/bench_scoring.py --cell-batch K`` times both on the same cells, and whole scores
+with it). A scorer uses it for each batch with ``ScoringSetup.cell_batch`` (the search's
+``--cell-batch``; :mod:`nas_engine.batched`). The
 numbers are the compiled cell's up to float32 rounding (sums of three or more terms and the
 products are added in another order). Forward only, without autograd.
 
