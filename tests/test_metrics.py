@@ -358,3 +358,33 @@ def test_probe_rejects_bad_layers() -> None:
         probe.entering_states(4)
     with pytest.raises(ValueError, match="depth 1"):
         probe.entering_states(2)
+
+
+@pytest.fixture
+def torch_threads():
+    """Set torch's thread count inside the test; restored afterwards."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("by_column", [True, False])
+@pytest.mark.parametrize("units", [1, 2, 7, 40])
+def test_the_host_gram_matrix_in_every_layout_and_thread_count(
+    torch_threads, threads: int, by_column: bool, units: int
+) -> None:
+    """syrk on one thread, column blocks on several: the upper triangle of the centred
+    rows' Gram matrix either way, and the same score."""
+    torch_threads(threads)
+    rows = torch.randn(units, 31, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    x = rows.t().contiguous() if by_column else rows.clone()
+    gram = eig._centred_gram(x, by_column)
+    upper = torch.triu(torch.ones(units, units, dtype=torch.bool))
+    expected = rows @ rows.t()
+    torch.testing.assert_close(gram[upper], expected[upper], rtol=1e-12, atol=1e-12)
+    layout = rows.t().contiguous().t() if by_column else rows
+    torch_threads(1)
+    one_thread = eig_score(layout)
+    torch_threads(threads)
+    assert eig_score(layout) == pytest.approx(one_thread, rel=1e-10)

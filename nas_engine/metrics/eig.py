@@ -153,9 +153,27 @@ def _cholesky_barrier(correlation: torch.Tensor, k: float) -> tuple[torch.Tensor
 
 def _centred_gram(x: torch.Tensor, by_column: bool) -> torch.Tensor:
     """The upper triangle of the Gram matrix of x's rows (x x^T) or, with ``by_column``, of
-    its columns (x^T x), for a CPU tensor: one symmetric rank-k update (BLAS syrk: half a
-    general multiply's work, reading x in place in either layout)."""
-    # The transpose of a row-major array is column-major, which syrk reads in place:
-    # trans=0 gives a a^T of a = x.T (that is x^T x), trans=1 gives a^T a (x x^T).
-    a = x.detach().numpy().T
-    return torch.from_numpy(scipy.linalg.blas.dsyrk(1.0, a, trans=0 if by_column else 1))
+    its columns (x^T x), for a CPU tensor (the lower triangle is not to be read).
+
+    With one torch thread, one symmetric rank-k update (BLAS syrk: half a general multiply's
+    work, reading x in place in either layout). With several, the upper blocks of a split
+    into as many column blocks as threads + 1, each a torch multiply on torch's threads (the
+    forward's, idle during the metric): the scorer keeps the host BLAS at one thread inside
+    a score, as its threads keep spinning after a call and take the cores from the next
+    forward. At the benchmark's sizes (3500 x 600) on a 2-core AMD EPYC: 27 ms with 3 blocks
+    on 2 threads, against 49 ms for syrk on one and 38 ms for the full product on two; whole
+    hidden_cov scores 2.4% faster (mean; 4.9% median; 16 cells, two interleaved rounds)."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        # The transpose of a row-major array is column-major, which syrk reads in place:
+        # trans=0 gives a a^T of a = x.T (that is x^T x), trans=1 gives a^T a (x x^T).
+        a = x.detach().numpy().T
+        return torch.from_numpy(scipy.linalg.blas.dsyrk(1.0, a, trans=0 if by_column else 1))
+    cols = x if by_column else x.T  # the Gram matrix of cols' columns
+    n = cols.shape[1]
+    blocks = min(threads + 1, n)
+    edges = [n * i // blocks for i in range(blocks + 1)]
+    gram = cols.new_zeros(n, n)
+    for lo, hi in zip(edges, edges[1:], strict=False):
+        torch.mm(cols[:, lo:hi].T, cols[:, lo:], out=gram[lo:hi, lo:])
+    return gram
