@@ -156,14 +156,16 @@ def test_cuda_forwards_run_without_a_host_synchronisation() -> None:
 
 @cuda
 @pytest.mark.parametrize("cuda_graphs", [False, True], ids=["eager", "graphs"])
+@pytest.mark.parametrize("cell_batch", [False, True], ids=["streams", "cell_batch"])
 def test_a_batchs_forwards_are_launched_on_cuda_without_a_host_synchronisation(
-    cuda_graphs: bool,
+    cuda_graphs: bool, cell_batch: bool
 ) -> None:
-    """A BatchedScorer's launch phase (models built from the shared weight stream, forwards
-    queued on side streams) never waits for the device, so the streams overlap. The first
-    batch grows the weight stream (a copy to the device); the second batch's cells need no
-    more of it."""
-    setup = tiny_setup(device="cuda", cuda_graphs=cuda_graphs)
+    """A BatchedScorer's launch phase (models built from the shared weight stream, then the
+    forwards queued on side streams, or the cells' first layers as one CellBatch whose plan
+    reaches the device in one pinned copy) never waits for the device, so the streams
+    overlap. The first batch grows the weight stream (a copy to the device); the second
+    batch's cells need no more of it."""
+    setup = tiny_setup(device="cuda", cuda_graphs=cuda_graphs, cell_batch=cell_batch)
     scorer = BatchedScorer(setup, streams=3)
     candidates = [Candidate(f"c{i}", r.to_dict()) for i, r in enumerate(CELLS)]
     first = scorer.score_batch(candidates)
@@ -172,27 +174,10 @@ def test_a_batchs_forwards_are_launched_on_cuda_without_a_host_synchronisation(
     # The same cells again: a launch that raised would be silently left to score(), so the
     # test checks that every forward was launched.
     with cuda_syncs_forbidden():
-        scorer._launch_forwards(candidates)
-    assert len(scorer._launched) == len(CELLS)
-    second = [scorer.score(c) for c in candidates]
-    for a, b in zip(first, second, strict=True):
-        assert b.metrics["hidden_cov"] == pytest.approx(a.metrics["hidden_cov"], rel=1e-5)
-
-
-@cuda
-@pytest.mark.parametrize("cuda_graphs", [False, True], ids=["eager", "graphs"])
-def test_a_cell_batch_runs_on_cuda_without_a_host_synchronisation(cuda_graphs: bool) -> None:
-    """The cell-batch phase (models from the shared stream, the CellBatch's plan copied to
-    the device in one pinned copy, its steps) never waits for the device either; every probe
-    is handed its states."""
-    setup = tiny_setup(device="cuda", cuda_graphs=cuda_graphs, cell_batch=True)
-    scorer = BatchedScorer(setup)
-    candidates = [Candidate(f"c{i}", r.to_dict()) for i, r in enumerate(CELLS)]
-    first = scorer.score_batch(candidates)
-    assert all(ev.ok for ev in first)
-    torch.cuda.synchronize()
-    with cuda_syncs_forbidden():
-        scorer._run_cell_batch(candidates)
+        if cell_batch:
+            scorer._run_cell_batch(candidates)
+        else:
+            scorer._launch_forwards(candidates)
     assert len(scorer._launched) == len(CELLS)
     second = [scorer.score(c) for c in candidates]
     for a, b in zip(first, second, strict=True):
