@@ -218,7 +218,13 @@ def run_search(
         finally:
             summary = _summary(config, prep, results, strategy.stats(), started, stop_reason)
             summary["resumed_from"] = restored if config.resume else None
-            summary["execution"] = executor.describe()
+            # How the scores were computed, beside where: not part of a run's identity (the
+            # same scores, or the same to float32 rounding), so recorded here.
+            summary["execution"] = {
+                **executor.describe(),
+                "cuda_graphs": config.cuda_graphs,
+                "cell_batch": config.cell_batch,
+            }
             store.write_summary(summary)
             store.close()
         if prep.confirmation is not None:

@@ -231,6 +231,8 @@ def test_in_process_batches_score_what_one_at_a_time_does(tmp_path: Path) -> Non
         "executor": "InProcessExecutor",
         "workers": 1,
         "worker_batch": 3,
+        "cuda_graphs": False,
+        "cell_batch": False,
     }
 
 
@@ -247,3 +249,5 @@ def test_cell_batches_in_a_search_score_what_one_at_a_time_does(tmp_path: Path) 
     for one, many in zip(single, together, strict=True):
         assert many.fitness == pytest.approx(one.fitness, rel=1e-4)
     assert "cell_batch" not in (tmp_path / "cells" / "config.json").read_text()
+    summary = json.loads((tmp_path / "cells" / "summary.json").read_text())
+    assert summary["execution"]["cell_batch"] is True
