@@ -208,7 +208,7 @@ def search_parser() -> argparse.ArgumentParser:
         help=f"fast mode: E={FAST_SIZES.embedding_size}, H={FAST_SIZES.hidden_size}, "
         f"B={FAST_SIZES.batch_size}, T={FAST_SIZES.bptt} (about 1/40 of the default sizes' CPU "
         "time, ranking as well on NAS-Bench-NLP); a size option given explicitly still wins; "
-        "on a CPU, add --worker-batch 16 --cell-batch for hidden_cov (about 1.25x faster)",
+        "on a CPU, add --worker-batch 16 --cell-batch for hidden_cov (about 1.2x faster)",
     )
     add_execution_options(p)
     add_proxy_options(p)

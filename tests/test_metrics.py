@@ -372,10 +372,11 @@ def torch_threads():
 @pytest.mark.parametrize("by_column", [True, False])
 @pytest.mark.parametrize("units", [1, 2, 7, 40])
 def test_the_host_gram_matrix_in_every_layout_and_thread_count(
-    torch_threads, threads: int, by_column: bool, units: int
+    torch_threads, monkeypatch, threads: int, by_column: bool, units: int
 ) -> None:
-    """syrk on one thread, column blocks on several: the upper triangle of the centred
-    rows' Gram matrix either way, and the same score."""
+    """syrk on one thread, column blocks on several (for any size here): the upper
+    triangle of the centred rows' Gram matrix either way, and the same score."""
+    monkeypatch.setattr(eig, "BLOCKED_GRAM_MIN_WORK", 0)
     torch_threads(threads)
     rows = torch.randn(units, 31, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     x = rows.t().contiguous() if by_column else rows.clone()
@@ -388,3 +389,16 @@ def test_the_host_gram_matrix_in_every_layout_and_thread_count(
     one_thread = eig_score(layout)
     torch_threads(threads)
     assert eig_score(layout) == pytest.approx(one_thread, rel=1e-10)
+
+
+def test_small_gram_matrices_stay_with_syrk(torch_threads, monkeypatch) -> None:
+    torch_threads(2)
+    calls = []
+    real_mm = torch.mm
+    monkeypatch.setattr(eig.torch, "mm", lambda *a, **k: calls.append(1) or real_mm(*a, **k))
+    x = torch.randn(875, 64, dtype=torch.float64)
+    eig._centred_gram(x, True)
+    assert calls == []
+    monkeypatch.setattr(eig, "BLOCKED_GRAM_MIN_WORK", 875 * 64 * 64)
+    eig._centred_gram(x, True)
+    assert len(calls) == 3  # threads + 1 column blocks

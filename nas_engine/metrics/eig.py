@@ -13,6 +13,11 @@ import torch
 from .registry import MetricFailure
 
 EIG_K = 1e-5
+# Multiply-adds (samples x units^2) from which the host Gram matrix is worth splitting over
+# torch's threads (_centred_gram). Below, the three multiplies cost more than they share: at
+# the fast sizes (875 x 64) 412 us against 180 us for syrk on one thread, on a 2-core EPYC;
+# the two were about even from 5e7 to 3e8, and the split won at the default sizes (1.3e9).
+BLOCKED_GRAM_MIN_WORK = 3e8
 # A row whose spread is below this fraction of its magnitude is constant up to rounding.
 CONSTANT_REL_TOL = 1e-10
 
@@ -162,9 +167,11 @@ def _centred_gram(x: torch.Tensor, by_column: bool) -> torch.Tensor:
     a score, as its threads keep spinning after a call and take the cores from the next
     forward. At the benchmark's sizes (3500 x 600) on a 2-core AMD EPYC: 27 ms with 3 blocks
     on 2 threads, against 49 ms for syrk on one and 38 ms for the full product on two; whole
-    hidden_cov scores 2.4% faster (mean; 4.9% median; 16 cells, two interleaved rounds)."""
+    hidden_cov scores 2.4% faster (mean; 4.9% median; 16 cells, two interleaved rounds).
+    Small matrices stay with syrk (see BLOCKED_GRAM_MIN_WORK)."""
     threads = torch.get_num_threads()
-    if threads == 1:
+    samples, units = (x.shape[0], x.shape[1]) if by_column else (x.shape[1], x.shape[0])
+    if threads == 1 or samples * units * units < BLOCKED_GRAM_MIN_WORK:
         # The transpose of a row-major array is column-major, which syrk reads in place:
         # trans=0 gives a a^T of a = x.T (that is x^T x), trans=1 gives a^T a (x x^T).
         a = x.detach().numpy().T
