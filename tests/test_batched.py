@@ -270,3 +270,16 @@ def test_scoring_many_candidates_keeps_nothing_alive() -> None:
         assert len(evaluations) == len(cells[start : start + 5])
     del evaluations
     assert _live_tensors() <= before
+
+
+def test_cell_batches_keep_nothing_alive() -> None:
+    scorer = BatchedScorer(_cell_batch_setup(), token_corpus())
+    rng = np.random.default_rng(12)
+    cells = [Candidate("", sample_cell(rng).to_dict()) for _ in range(24)]
+    scorer.score_batch(cells[:4])
+    before = _live_tensors()
+    for start in range(4, len(cells), 5):
+        evaluations = scorer.score_batch(cells[start : start + 5])
+        assert len(evaluations) == len(cells[start : start + 5])
+    del evaluations
+    assert _live_tensors() <= before
