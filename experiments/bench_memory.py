@@ -1,7 +1,7 @@
 """Memory while scoring many architectures: does the resident set grow per architecture?
 
     python experiments/bench_memory.py --n 1000 --metric hidden_cov [--fast] [--device cpu|cuda]
-        [--json experiments/out/bench_memory.json]
+        [--cell-batch K] [--json experiments/out/bench_memory.json]
 
 Scores N distinct architectures sampled from the RNN space (seed 0) with one
 :class:`~nas_engine.batched.BatchedScorer`, as a search worker does, and reads the process's
@@ -11,7 +11,10 @@ as the least-squares slope of RSS after the first tenth of the run and over its 
 (the allocator keeps its high-water mark, so a one-time step when a larger cell than any before
 comes along shows in the first slope, not in the second): a leak (a cache keyed by
 architecture, a hook left behind, a graph kept alive) shows as a steady positive slope. On
-CUDA the allocator's peak and current bytes are recorded too. Prints a summary and saves JSON.
+CUDA the allocator's peak and current bytes are recorded too. ``--cell-batch K`` scores the
+architectures K at a time with each batch's first layers run as one CellBatch
+(``ScoringSetup.cell_batch``); the RSS is then read after each batch. Prints a summary and
+saves JSON.
 """
 
 from __future__ import annotations
@@ -70,6 +73,13 @@ def main() -> int:
     parser.add_argument("--fast", action="store_true", help="the fast mode's sizes")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument(
+        "--cell-batch",
+        type=int,
+        default=0,
+        metavar="K",
+        help="score K at a time, each batch's first layers as one CellBatch (0: one at a time)",
+    )
     parser.add_argument("--corpus", type=Path, default=SHARED_DATA / "ptb")
     parser.add_argument("--json", type=Path, default=REPO / "experiments/out/bench_memory.json")
     args = parser.parse_args()
@@ -96,7 +106,10 @@ def main() -> int:
         if args.fast
         else {}
     )
-    setup = ScoringSetup(metrics=metrics, device=args.device, seed=0, **sizes)
+    cell_batch = args.cell_batch > 0
+    setup = ScoringSetup(
+        metrics=metrics, device=args.device, seed=0, cell_batch=cell_batch, **sizes
+    )
     corpus = load_corpus(args.corpus, "test")
     archs = distinct_architectures(args.n + 1, seed=0)
     cuda = args.device == "cuda"
@@ -104,16 +117,20 @@ def main() -> int:
     baseline_rss = rss_mib()
     scorer = BatchedScorer(setup, corpus)
     scorer.score(Candidate("", archs[0]))  # warm-up: kernels, allocator pools, lazy imports
+    if cell_batch:
+        scorer.score_batch([Candidate("", a) for a in archs[: args.cell_batch]])
     after_warmup = rss_mib()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
 
     rss, failed = [], 0
     start = time.perf_counter()
-    for arch in archs[1:]:
-        evaluation = scorer.score(Candidate("", arch))
-        failed += evaluation.status != "ok"
-        rss.append(rss_mib())
+    step = max(args.cell_batch, 1)
+    for i in range(1, len(archs), step):
+        batch = [Candidate("", arch) for arch in archs[i : i + step]]
+        evaluations = scorer.score_batch(batch) if cell_batch else [scorer.score(batch[0])]
+        failed += sum(ev.status != "ok" for ev in evaluations)
+        rss += [rss_mib()] * len(batch)
     seconds = time.perf_counter() - start
 
     series = np.array(rss)
@@ -136,6 +153,7 @@ def main() -> int:
         "n": args.n,
         "metrics": list(metrics),
         "sizes": setup.__dict__ | {"fast": args.fast},
+        "cell_batch": args.cell_batch,
         "device": args.device,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
