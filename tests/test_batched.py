@@ -255,28 +255,18 @@ def _live_tensors() -> int:
     return sum(1 for obj in gc.get_objects() if issubclass(type(obj), torch.Tensor))
 
 
-def test_scoring_many_candidates_keeps_nothing_alive() -> None:
+@pytest.mark.parametrize("cell_batch", [False, True], ids=["suite", "cell_batches"])
+def test_scoring_many_candidates_keeps_nothing_alive(cell_batch: bool) -> None:
     """A worker scores thousands of candidates with one scorer: nothing it computes for one
-    candidate (models, passes, gradients, launched probes) may outlive that candidate, or
-    memory grows with every architecture (experiments/bench_memory.py measures the RSS)."""
+    candidate (models, passes, gradients, launched probes, a batch's CellBatch and states)
+    may outlive that candidate, or memory grows with every architecture
+    (experiments/bench_memory.py measures the RSS)."""
     metrics = (*METRICS, "jacob_cov", "synflow", "grad_norm", "ntk_trace", "zen")
-    scorer = BatchedScorer(_setup(metrics=metrics), token_corpus())
+    setup = _cell_batch_setup() if cell_batch else _setup(metrics=metrics)
+    scorer = BatchedScorer(setup, token_corpus())
     rng = np.random.default_rng(11)
     cells = [Candidate("", sample_cell(rng).to_dict()) for _ in range(24)]
     scorer.score_batch(cells[:4])  # warm-up: anything made once per scorer exists by now
-    before = _live_tensors()
-    for start in range(4, len(cells), 5):
-        evaluations = scorer.score_batch(cells[start : start + 5])
-        assert len(evaluations) == len(cells[start : start + 5])
-    del evaluations
-    assert _live_tensors() <= before
-
-
-def test_cell_batches_keep_nothing_alive() -> None:
-    scorer = BatchedScorer(_cell_batch_setup(), token_corpus())
-    rng = np.random.default_rng(12)
-    cells = [Candidate("", sample_cell(rng).to_dict()) for _ in range(24)]
-    scorer.score_batch(cells[:4])
     before = _live_tensors()
     for start in range(4, len(cells), 5):
         evaluations = scorer.score_batch(cells[start : start + 5])
