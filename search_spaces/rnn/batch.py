@@ -136,8 +136,10 @@ class CellBatch:
             moved[id(index)] = flat[start : start + index.numel()]
             start += index.numel()
 
-        def on_device(index: torch.Tensor | None) -> torch.Tensor | None:
-            return None if index is None else moved[id(index)]
+        def on_device(value):  # an index tensor, or a tuple holding some; anything else as is
+            if isinstance(value, tuple):
+                return tuple(on_device(v) for v in value)
+            return moved.get(id(value), value) if isinstance(value, torch.Tensor) else value
 
         self._entering = on_device(self._entering)
         self._states = on_device(self._states)
@@ -145,16 +147,7 @@ class CellBatch:
         self._x_rows = [on_device(rows) for rows in self._x_rows]
         self._levels = tuple(
             dataclasses.replace(
-                lv,
-                linear_slots=on_device(lv.linear_slots),
-                linear_rows=on_device(lv.linear_rows),
-                pair_sources=on_device(lv.pair_sources),
-                pair_targets=on_device(lv.pair_targets),
-                activations=tuple((op, on_device(i), on_device(o)) for op, i, o in lv.activations),
-                reductions=tuple(
-                    (op, arity, on_device(i), on_device(o)) for op, arity, i, o in lv.reductions
-                ),
-                blend=None if lv.blend is None else tuple(on_device(i) for i in lv.blend),
+                lv, **{f.name: on_device(getattr(lv, f.name)) for f in dataclasses.fields(lv)}
             )
             for lv in self._levels
         )
