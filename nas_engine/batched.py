@@ -112,6 +112,23 @@ class BatchedScorer(Scorer):
         share = launch_seconds / len(candidates)
         return [dataclasses.replace(ev, seconds=ev.seconds + share) for ev in evaluations]
 
+    def _new_probes(self, candidates: Sequence[Candidate]) -> dict[object, RNNProbe]:
+        """The RNN probe of each distinct valid candidate whose forward is not launched yet,
+        by architecture, in order. A candidate that fails to validate is left to ``score``,
+        which reports it."""
+        probes: dict[object, RNNProbe] = {}
+        for candidate in candidates:
+            try:
+                arch = self.space.validate(candidate.arch)
+            except Exception:  # noqa: BLE001 - reported by score() with its reason
+                continue
+            if arch in probes or arch in self._launched:
+                continue
+            probe = super().probe(arch)
+            if isinstance(probe, RNNProbe):
+                probes[arch] = probe
+        return probes
+
     def _launch_forwards(self, candidates: Sequence[Candidate]) -> float:
         """Queue the lean forward of every valid candidate on the side streams; returns the
         seconds spent. A candidate that fails here is left to ``score``, which reports it."""
@@ -120,14 +137,7 @@ class BatchedScorer(Scorer):
         streams = self._side_streams
         for stream in streams:
             stream.wait_stream(main)  # the input batch and the embedding are ready
-        for i, candidate in enumerate(candidates):
-            try:
-                arch = self.space.validate(candidate.arch)
-            except Exception:  # noqa: BLE001 - reported by score() with its reason
-                continue
-            probe = super().probe(arch)
-            if not isinstance(probe, RNNProbe) or arch in self._launched:
-                continue
+        for i, (arch, probe) in enumerate(self._new_probes(candidates).items()):
             stream = streams[i % len(streams)]
             try:
                 with torch.cuda.stream(stream):
@@ -147,13 +157,8 @@ class BatchedScorer(Scorer):
         validate or build is left to ``score``, which reports it."""
         start = time.perf_counter()
         probes: dict[object, RNNProbe] = {}
-        for candidate in candidates:
+        for arch, probe in self._new_probes(candidates).items():
             try:
-                arch = self.space.validate(candidate.arch)
-                if arch in probes:
-                    continue
-                probe = super().probe(arch)
-                assert isinstance(probe, RNNProbe)
                 probe.model  # noqa: B018 - built here, so that a cell that cannot be is skipped
             except Exception:  # noqa: BLE001 - reported by score() with its reason
                 continue

@@ -281,21 +281,12 @@ class RNNProbe:
             return []
         return list(self._forward.entering)
 
-    def runs_first_layer_only(self) -> bool:
-        """Whether the planned forward is the lean one through the first layer alone (the
-        entering states of layer 1, no activation codes): what a :class:`CellBatch` of several
-        cells computes, and :meth:`supply_entering_states` accepts."""
-        return (
-            self.plan is not None
-            and self.depth == 1
-            and first_layer_only(self.plan, self.sizes.num_layers)
-        )
-
     def supply_entering_states(self, first_layer: torch.Tensor) -> None:
         """Take the first layer's entering states (T, B, H), computed elsewhere for this
         probe's own cell and input (a :class:`~search_spaces.rnn.batch.CellBatch` run of
         several probes' cells), as the planned forward's result."""
-        if not self.runs_first_layer_only():
+        lean = self.plan is not None and first_layer_only(self.plan, self.sizes.num_layers)
+        if not lean or self.depth != 1:
             raise ValueError("only a forward planned through the first layer alone is supplied")
         hidden = self.sizes.layer_sizes()[0][1]
         expected = (self.tokens.shape[0], self.tokens.shape[1], hidden)
