@@ -38,6 +38,11 @@ batch's first layers as one CellBatch (``ScoringSetup.cell_batch``; with ``--cud
 second one replaying each CellBatch step as a CUDA graph): ``engine_cell_batch_archs_per_s``
 and ``cell_batch_scoring`` with the largest difference to the one-at-a-time scores; the
 ``--workers`` processes then score that way too, in batches of K.
+``--step-products`` scores the N architectures twice more, alternating, with every step
+multiply on torch's ``mm``/``addmm`` and with oneDNN's on packed weights where the engine
+uses them (float32 CPU, autograd off, at least ``PACKED_MIN_WORK`` multiply-adds per merged
+multiply: the default sizes, not the fast mode's): ``step_products`` with ``packed_speedup``
+and the largest difference between the two ways' scores.
 ``--forward`` also times the first layer's forward alone,
 compiled against the interpreted path (the graph walked at every step), on the same
 architectures.
@@ -82,7 +87,7 @@ from nas_engine.metrics import get_metric, metric_names  # noqa: E402
 from nas_engine.nbbert import BenchmarkError, BertBenchmarkSettings, read_benchmark  # noqa: E402
 from nas_engine.result import Candidate  # noqa: E402
 from nas_engine.scoring import ScoringSetup  # noqa: E402
-from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel  # noqa: E402
+from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel, compiled  # noqa: E402
 from search_spaces.rnn.batch import CellBatch  # noqa: E402
 from search_spaces.rnn.graphs import StepGraphs  # noqa: E402
 
@@ -105,6 +110,39 @@ def engine_run(
     ev = scorer.score(Candidate(key, recipe))
     sync(scorer.device)
     return clock() - t0, dict(ev.metrics), ev.error
+
+
+def step_products_run(
+    scorer: BatchedScorer, archs: list[tuple[str, dict]], keys: list[str], clock
+) -> dict:
+    """The engine's scores of the N architectures once more with every step multiply on
+    torch's mm/addmm (its BLAS) and once with the oneDNN products on packed weights where
+    the engine uses them (``search_spaces/rnn/compiled.py``, ``PACKED_MIN_WORK``),
+    alternating which goes first architecture by architecture: their speed ratio measured
+    in one run, and the largest difference between their scores."""
+    ways = {"mm": math.inf, "packed": compiled.PACKED_MIN_WORK}
+    seconds: dict[str, list[float]] = {way: [] for way in ways}
+    scores: dict[str, list[float]] = {way: [] for way in ways}
+    try:
+        for i, ((_, recipe), key) in enumerate(zip(archs, keys, strict=True)):
+            for way in list(ways)[:: 1 if i % 2 == 0 else -1]:
+                compiled.PACKED_MIN_WORK = ways[way]
+                sec, metrics, _ = engine_run(scorer, key, recipe, clock)
+                seconds[way].append(sec)
+                scores[way].append(metrics.get(scorer.metrics[0].name, math.nan))
+    finally:
+        compiled.PACKED_MIN_WORK = ways["packed"]
+    return {
+        "packed_products_work": compiled.packed_products_work(),
+        "packed_min_work": ways["packed"],
+        **{f"{way}_archs_per_s": len(secs) / sum(secs) for way, secs in seconds.items()},
+        **{
+            f"{way}_seconds_per_arch_median": statistics.median(secs)
+            for way, secs in seconds.items()
+        },
+        "packed_speedup": sum(seconds["mm"]) / sum(seconds["packed"]),
+        "max_rel_diff": agreement(scores["mm"], scores["packed"])[0],
+    }
 
 
 def batched_run(
@@ -371,6 +409,9 @@ def run_context(clock: str, load_before: float, device: torch.device, blas: int)
         "loadavg_1min_before": load_before,
         "loadavg_1min_after": os.getloadavg()[0],
         "torch_version": torch.__version__,
+        # Whether the CPU step multiplies can run on oneDNN (where large enough: see
+        # --step-products).
+        "packed_step_products": device.type == "cpu" and compiled.packed_products_work(),
         "cpu": cpu_name(),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
     }
@@ -419,6 +460,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
+    )
+    parser.add_argument(
+        "--step-products",
+        action="store_true",
+        help="also time the engine's scores with every step multiply on torch's mm/addmm "
+        "against oneDNN's on packed weights where the engine uses them (the CPU at large "
+        "sizes), alternating: step_products in the JSON",
     )
     parser.add_argument(
         "--cell-batch",
@@ -560,6 +608,7 @@ def run(args: argparse.Namespace) -> None:
         per_arch.append(row)
         print(line, flush=True)
 
+    step_products = step_products_run(scorer, archs, keys, clock) if args.step_products else None
     batched = batched_run(scorer, archs, keys, args.batch) if args.batch > 0 else None
     cell_batch = None
     if args.cell_batch > 0:
@@ -617,6 +666,8 @@ def run(args: argparse.Namespace) -> None:
                 "scores_kendall_tau": tau,
             }
         )
+    if step_products is not None:
+        result["step_products"] = step_products
     if batched is not None:
         result["batched"] = batched
         result["engine_batched_archs_per_s"] = batched["archs_per_s"]

@@ -12,9 +12,10 @@ import torch
 
 from nas_engine.metrics.rnn import hidden_cov
 from nas_engine.probes import RNNProbe
-from search_spaces.rnn import ModelSizes, Recipe, RecipeCell, RNNLanguageModel, preset
+from search_spaces.rnn import ModelSizes, Recipe, RecipeCell, RNNLanguageModel, compiled, preset
 from search_spaces.rnn.compiled import CellProgram
 from search_spaces.rnn.generator import mutate_cell, sample_cell
+from search_spaces.rnn.graphs import repeat_eagerly
 from search_spaces.rnn.model import CellRecord, SharedEmbedding
 
 
@@ -325,3 +326,105 @@ def test_probe_with_shared_embedding_scores_the_same() -> None:
         )
         assert torch.equal(plain.entering_states(1), fast.entering_states(1))
         assert hidden_cov(plain).value == hidden_cov(fast).value
+
+
+# ---------------------------------------------------------------- oneDNN step multiplies
+@pytest.fixture
+def packed_everywhere(monkeypatch):
+    """Every eligible cell's step weights packed, whatever its size (the unit tests' cells
+    are far below PACKED_MIN_WORK)."""
+    if not compiled.packed_products_work():
+        pytest.skip("this torch build's oneDNN linear ops are missing or disagree with mm")
+    monkeypatch.setattr(compiled, "PACKED_MIN_WORK", 0)
+
+
+@pytest.mark.parametrize(("name", "recipe"), CELLS, ids=IDS)
+def test_packed_steps_match_the_reference(name: str, recipe: Recipe, packed_everywhere) -> None:
+    """The oneDNN multiplies on packed weights (float32, no autograd): the reference's
+    outputs, entering states, final states and activations, to float32 rounding; and the
+    fixed-memory loop gives the plain loop's states bit for bit."""
+    torch.manual_seed(3)
+    cell = RecipeCell(recipe, input_size=24, hidden_size=16)
+    x = torch.randn(9, 5, 24)
+    record = CellRecord(entering=True, activations=True)
+    with torch.no_grad():
+        assert cell.program.weights(cell, batch_size=5).packed
+        out, final, entering = cell(x, record_entering=True, record=record)
+        ref_out, ref_final, ref_entering, ref_acts = reference_sequence(cell, x)
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(entering, ref_entering, rtol=1e-5, atol=1e-6)
+    for a, b in zip(final, ref_final, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for node, steps in ref_acts.items():
+        torch.testing.assert_close(
+            torch.stack(record.activation_steps[node]), torch.stack(steps), rtol=1e-5, atol=1e-6
+        )
+
+
+@pytest.mark.parametrize(("name", "recipe"), CELLS[:6], ids=IDS[:6])
+def test_packed_entering_states_match_the_reference_stack(
+    name: str, recipe: Recipe, packed_everywhere
+) -> None:
+    torch.manual_seed(8)
+    model = RNNLanguageModel(recipe, _sizes(vocab=200)).eval()
+    tokens = torch.randint(0, 6, (8, 5))
+    with torch.no_grad():
+        got = model.entering_states(tokens, 3)
+        fixed = model.entering_states(tokens, 3, repeat_eagerly)
+        h = model.encoder.weight[tokens]
+        for layer, cell in enumerate(model.layers):
+            out, _, entering, _ = reference_sequence(cell, h)
+            torch.testing.assert_close(got[layer], entering, rtol=1e-5, atol=1e-6)
+            assert torch.equal(fixed[layer], got[layer])
+            h = out
+
+
+def test_step_weights_are_packed_only_where_they_can_be(packed_everywhere, monkeypatch) -> None:
+    cell = RecipeCell(preset("lstm"), input_size=8, hidden_size=6)
+    program = cell.program
+    with torch.no_grad():
+        assert program.weights(cell, batch_size=4).packed
+        assert not program.weights(cell).packed  # no batch size given: not packed
+        double = RecipeCell(preset("lstm"), input_size=8, hidden_size=6).double()
+        assert not double.program.weights(double, batch_size=4).packed
+    # With autograd on, the weights stay differentiable and the gradient reaches them.
+    weights = program.weights(cell, batch_size=4)
+    assert not weights.packed
+    out, _, _ = cell(torch.randn(3, 4, 8))
+    out.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in cell.parameters())
+    # Also where only the inputs need one (a Jacobian metric's gradient).
+    frozen = RecipeCell(preset("lstm"), input_size=8, hidden_size=6).requires_grad_(False)
+    x = torch.randn(3, 4, 8, requires_grad=True)
+    assert not frozen.program.weights(frozen, batch_size=4).packed
+    frozen(x)[0].sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with torch.no_grad():
+        # The LSTM's one merged multiply, its four gates': (B x 6)(6 x 24); one row short.
+        assert [len(readers) for _, readers in program.sources] == [4]
+        monkeypatch.setattr(compiled, "PACKED_MIN_WORK", 4 * 6 * 24 + 1)
+        assert not program.weights(cell, batch_size=4).packed
+        assert program.weights(cell, batch_size=5).packed
+        monkeypatch.setattr(compiled, "packed_products_work", lambda: False)
+        assert not program.weights(cell, batch_size=5).packed
+
+
+def test_step_weights_are_not_packed_where_onednn_fails_or_disagrees(monkeypatch) -> None:
+    check = compiled.packed_products_work.__wrapped__  # uncached
+
+    def unavailable(weight, batch_size):
+        raise RuntimeError("no oneDNN here")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(compiled, "_pack", unavailable)
+        assert not check()
+    with monkeypatch.context() as patched:
+        patched.setattr(compiled, "_packed_addmm", lambda acc, a, w: compiled._packed_mm(a, w))
+        assert not check()
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+def test_onednn_products_work_in_a_torch_build_with_onednn() -> None:
+    """Else the packed tests above would skip: where oneDNN is built in, its ops must
+    give mm's and addmm's results (or the check finds they do not, and this fails)."""
+    assert compiled.packed_products_work.__wrapped__()

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -64,18 +65,63 @@ _STEP_GLOBALS = {
     **{f.__name__: f for f in _ACTIVATIONS.values()},
 }
 
+# Where a step's merged multiply has at least this many multiply-adds (B * H_in * n * H),
+# run it with oneDNN on a weight packed once per sequence (see CellWeights.packed). Measured
+# on a 2-core AMD EPYC (torch 2.13; MKL is torch's BLAS): (50 x 600)(600 x 1200) took 662 us
+# against addmm's 807 us on one thread, 701 against 800 on two, and (50 x 600)(600 x 3600)
+# 2211 against 2963 on one; at 9M multiply-adds (50 x 300 by 300 x 600) the two were within
+# 10% either way, and below 4M oneDNN lost (its call costs about 15 us more: 2.5-5x slower at
+# the fast mode's sizes).
+PACKED_MIN_WORK = 16_000_000
+
+
+def _packed_mm(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], "")
+
+
+def _packed_addmm(acc: torch.Tensor, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise.binary(a, acc, w, None, "add")
+
+
+def _pack(weight: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``weight`` (n * H, H_in), one row per output, reordered into oneDNN's blocked layout
+    for (batch_size, H_in) inputs."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight, batch_size)
+
+
+_PACKED_STEP_GLOBALS = {**_STEP_GLOBALS, "mm": _packed_mm, "addmm": _packed_addmm}
+
+
+@functools.cache
+def packed_products_work() -> bool:
+    """Whether this torch build's oneDNN linear ops (the ones torch.compile's CPU backend
+    uses; private, so they may change or vanish between releases) exist and give what
+    ``mm`` and ``addmm`` give, to float32 rounding. Checked once per process."""
+    try:
+        generator = torch.Generator().manual_seed(0)
+        a, acc = torch.randn(5, 24, generator=generator), torch.randn(5, 36, generator=generator)
+        weight = torch.randn(36, 24, generator=generator)
+        packed = _pack(weight, 5)
+        products = a @ weight.t()
+        pairs = ((_packed_mm(a, packed), products), (_packed_addmm(acc, a, packed), acc + products))
+        return all(torch.allclose(got, want, rtol=1e-5, atol=1e-5) for got, want in pairs)
+    except (RuntimeError, AttributeError):
+        return False
+
 
 @dataclass(frozen=True)
 class CellWeights:
     """The cell's parameters arranged for the program: ``x_weight`` (n_x * H, I) and
     ``x_bias`` (n_x * H,) of the linear nodes that read ``x``, stacked; per read value, the
-    stacked weights of its readers, transposed into a row-major (H_in, n_readers * H); the
-    biases of the linear nodes that do not read ``x``."""
+    stacked weights of its readers, transposed into a row-major (H_in, n_readers * H) or,
+    ``packed``, as (n_readers * H, H_in) in oneDNN's blocked layout, which only the
+    oneDNN step multiplies read; the biases of the linear nodes that do not read ``x``."""
 
     x_weight: torch.Tensor | None
     x_bias: torch.Tensor | None
     source_weights: tuple[torch.Tensor, ...]
     plain_biases: tuple[torch.Tensor, ...]
+    packed: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,13 +183,22 @@ class CellProgram:
             (s, tuple(n for n in self.linear_nodes if s in graph[n].inputs))
             for s in (*states, *internal)
         )
-        self._steps: dict[bool, Callable[..., tuple[torch.Tensor, ...]]] = {}
+        self._steps: dict[tuple[bool, bool], Callable[..., tuple[torch.Tensor, ...]]] = {}
 
     # ------------------------------------------------------------------ weights
-    def weights(self, cell: RecipeCell) -> CellWeights:
-        """The cell's parameters arranged for this program (differentiable slices)."""
+    def weights(self, cell: RecipeCell, batch_size: int | None = None) -> CellWeights:
+        """The cell's parameters arranged for this program (differentiable slices). Given
+        the ``batch_size`` the steps will run at, the step weights are packed for oneDNN
+        where that pays (``CellWeights.packed``; see ``PACKED_MIN_WORK``)."""
         columns, weight, bias = self._parts(cell)
         inputs = self._input_weights(columns, weight, bias)
+        sample = weight[self.linear_nodes[0]] if self.linear_nodes else None
+        if batch_size is not None and self._packs(sample, cell.hidden_size, batch_size):
+            source_weights = tuple(
+                _pack(torch.cat([weight[n][:, columns[n, s]] for n in readers]), batch_size)
+                for s, readers in self.sources
+            )
+            return dataclasses.replace(inputs, source_weights=source_weights, packed=True)
         # Row-major (H_in, n_readers * H), one transposing copy per sequence: the step's
         # (B, H_in) x (H_in, n * H) multiply ran about 20% faster on a row-major operand than
         # on the transposed view of the stacked weights (B = 50, H = 600, MKL on a 2-core
@@ -153,6 +208,19 @@ class CellProgram:
             for s, readers in self.sources
         )
         return dataclasses.replace(inputs, source_weights=source_weights)
+
+    def _packs(self, sample: torch.Tensor, hidden_size: int, batch_size: int) -> bool:
+        """Whether the step weights are packed for oneDNN (``sample``: one of the cell's
+        weights): float32 on the CPU, autograd off (oneDNN's ops have no derivative, for
+        the weights or the inputs), the smallest merged multiply at least ``PACKED_MIN_WORK``
+        multiply-adds, and oneDNN's ops working in this torch build."""
+        if not self.sources or sample.device.type != "cpu" or sample.dtype != torch.float32:
+            return False
+        if torch.is_grad_enabled():
+            return False
+        smallest = min(len(readers) for _, readers in self.sources)
+        work = batch_size * hidden_size * smallest * hidden_size
+        return work >= PACKED_MIN_WORK and packed_products_work()
 
     def input_weights(self, cell: RecipeCell) -> CellWeights:
         """What :meth:`project` and the linear nodes' biases need, without the step's
@@ -227,7 +295,7 @@ class CellProgram:
         if steps == 0:
             run.outputs = like.new_empty(0, batch_size, hidden_size)
             return run
-        step = self.step_function(activations=activations)
+        step = self.step_function(activations=activations, packed=weights.packed)
         constants = (*weights.source_weights, *weights.plain_biases)
         k = self.num_states
         outputs = []
@@ -267,7 +335,7 @@ class CellProgram:
         outputs = like.new_empty(steps, batch_size, hidden_size)
         if steps == 0:
             return outputs
-        step = self.step_function()
+        step = self.step_function(packed=weights.packed)
         constants = (*weights.source_weights, *weights.plain_biases)
         t = torch.zeros(1, dtype=torch.long, device=like.device)
 
@@ -291,15 +359,18 @@ class CellProgram:
         return outputs
 
     def step_function(
-        self, *, activations: bool = False
+        self, *, activations: bool = False, packed: bool = False
     ) -> Callable[..., tuple[torch.Tensor, ...]]:
         """The generated step: ``(pre_t, hidden_size, h_prev_0.., source weights..,
-        plain biases..) -> (h_new_0.., activation outputs..)``, generated on first use."""
-        if activations not in self._steps:
-            namespace = dict(_STEP_GLOBALS)
+        plain biases..) -> (h_new_0.., activation outputs..)``, generated on first use.
+        ``packed``: the same code with its multiplies bound to oneDNN's, for packed
+        source weights (:class:`CellWeights`)."""
+        key = (activations, packed)
+        if key not in self._steps:
+            namespace = dict(_PACKED_STEP_GLOBALS if packed else _STEP_GLOBALS)
             exec(compile(self.step_source_for(activations), "<cell step>", "exec"), namespace)
-            self._steps[activations] = namespace["step"]
-        return self._steps[activations]
+            self._steps[key] = namespace["step"]
+        return self._steps[key]
 
     @property
     def step_source(self) -> str:

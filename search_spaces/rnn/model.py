@@ -205,7 +205,8 @@ class RecipeCell(nn.Module):
         the first ``steps`` steps (all by default); the states entering steps 0..T-1 need
         only T-1 of them.
         """
-        weights = self.program.weights(self) if weights is None else weights
+        if weights is None:
+            weights = self.program.weights(self, batch_size=x.shape[1])
         if projected is None:
             projected = self.program.project(weights, x)
         run = self.program.run(
@@ -498,7 +499,7 @@ class RNNLanguageModel(nn.Module):
         like = self.encoder.weight
         recorded, h = [], None
         for layer, cell in enumerate(self.layers[:num_layers]):
-            weights = cell.program.weights(cell)
+            weights = cell.program.weights(cell, batch_size=batch)
             if layer == 0:
                 projected = self._project_tokens(cell, weights, tokens)
             else:
