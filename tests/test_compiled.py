@@ -66,13 +66,34 @@ def reference_sequence(cell: RecipeCell, x: torch.Tensor, state=None):
     return torch.stack(outputs), state, torch.stack(entering), acts
 
 
+def _pack_every_cell(monkeypatch) -> None:
+    """Every eligible cell's step weights packed for oneDNN, whatever its size (the unit
+    tests' cells are far below PACKED_MIN_WORK)."""
+    if not compiled.packed_products_work():
+        pytest.skip("this torch build's oneDNN linear ops are missing or disagree with mm")
+    monkeypatch.setattr(compiled, "PACKED_MIN_WORK", 0)
+
+
+@pytest.fixture
+def packed_everywhere(monkeypatch):
+    _pack_every_cell(monkeypatch)
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["mm", "onednn"])
 @pytest.mark.parametrize(("name", "recipe"), CELLS, ids=IDS)
-def test_compiled_forward_matches_reference_float32(name: str, recipe: Recipe) -> None:
+def test_compiled_forward_matches_reference_float32(
+    name: str, recipe: Recipe, packed: bool, monkeypatch
+) -> None:
+    """Outputs, entering and final states, activations; ``packed``: with the step's
+    multiplies on oneDNN's ops on packed weights (the CPU path at large sizes)."""
+    if packed:
+        _pack_every_cell(monkeypatch)
     torch.manual_seed(3)
     cell = RecipeCell(recipe, input_size=24, hidden_size=16)
     x = torch.randn(9, 5, 24)
     record = CellRecord(entering=True, activations=True)
     with torch.no_grad():
+        assert cell.program.weights(cell, batch_size=5).packed == packed
         out, final, entering = cell(x, record_entering=True, record=record)
         ref_out, ref_final, ref_entering, ref_acts = reference_sequence(cell, x)
     torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
@@ -329,38 +350,6 @@ def test_probe_with_shared_embedding_scores_the_same() -> None:
 
 
 # ---------------------------------------------------------------- oneDNN step multiplies
-@pytest.fixture
-def packed_everywhere(monkeypatch):
-    """Every eligible cell's step weights packed, whatever its size (the unit tests' cells
-    are far below PACKED_MIN_WORK)."""
-    if not compiled.packed_products_work():
-        pytest.skip("this torch build's oneDNN linear ops are missing or disagree with mm")
-    monkeypatch.setattr(compiled, "PACKED_MIN_WORK", 0)
-
-
-@pytest.mark.parametrize(("name", "recipe"), CELLS, ids=IDS)
-def test_packed_steps_match_the_reference(name: str, recipe: Recipe, packed_everywhere) -> None:
-    """The oneDNN multiplies on packed weights (float32, no autograd): the reference's
-    outputs, entering states, final states and activations, to float32 rounding; and the
-    fixed-memory loop gives the plain loop's states bit for bit."""
-    torch.manual_seed(3)
-    cell = RecipeCell(recipe, input_size=24, hidden_size=16)
-    x = torch.randn(9, 5, 24)
-    record = CellRecord(entering=True, activations=True)
-    with torch.no_grad():
-        assert cell.program.weights(cell, batch_size=5).packed
-        out, final, entering = cell(x, record_entering=True, record=record)
-        ref_out, ref_final, ref_entering, ref_acts = reference_sequence(cell, x)
-    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(entering, ref_entering, rtol=1e-5, atol=1e-6)
-    for a, b in zip(final, ref_final, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    for node, steps in ref_acts.items():
-        torch.testing.assert_close(
-            torch.stack(record.activation_steps[node]), torch.stack(steps), rtol=1e-5, atol=1e-6
-        )
-
-
 @pytest.mark.parametrize(("name", "recipe"), CELLS[:6], ids=IDS[:6])
 def test_packed_entering_states_match_the_reference_stack(
     name: str, recipe: Recipe, packed_everywhere
