@@ -32,7 +32,9 @@ What a batch shares, and where it pays (the scores are the same as one at a time
   that read the first layer's entering states alone (``hidden_cov``), else refused at
   construction. The states agree with one cell at a time to float32 rounding, not bit for
   bit; the scores then differ at that level (see tests/test_batched.py). If the batch run
-  fails, every candidate runs its own forward in ``score``, which reports what fails.
+  fails, every candidate runs its own forward in ``score``, which reports what fails, and
+  each of the batch's evaluations records the batch's failure in
+  ``details[CELL_BATCH_FALLBACK]`` (a search's summary counts them).
 - On the CPU otherwise a batch is scored candidate after candidate: the forward is bound by
   its matrix multiplies (near the machine's peak at the benchmark's sizes), so running
   several at once would only divide the same cores.
@@ -55,6 +57,8 @@ from .result import Candidate, Evaluation
 from .scoring import Scorer, ScoringSetup
 
 DEFAULT_STREAMS = 4
+# The details key under which an evaluation records why its cell batch fell back.
+CELL_BATCH_FALLBACK = "cell_batch_fallback"
 
 
 class BatchedScorer(Scorer):
@@ -79,6 +83,8 @@ class BatchedScorer(Scorer):
         # Why the first cell batch that raised did (its candidates then ran their own
         # forwards, with the same scores): a benchmark or a user reads it here.
         self.cell_batch_failure: str | None = None
+        # Why the current batch's cell batch raised, while its candidates are scored.
+        self._batch_fallback: str | None = None
 
     def _check_cell_batch(self) -> None:
         if not self.rnn:
@@ -107,6 +113,14 @@ class BatchedScorer(Scorer):
             evaluations = [self.score(c) for c in candidates]
         finally:
             self._launched.clear()
+            fallback, self._batch_fallback = self._batch_fallback, None
+        if fallback is not None:
+            # Recorded with each result, so that a search's summary counts them whichever
+            # process scored them (the scores are the same either way).
+            evaluations = [
+                dataclasses.replace(ev, details={**ev.details, CELL_BATCH_FALLBACK: fallback})
+                for ev in evaluations
+            ]
         if not launch_seconds:
             return evaluations
         share = launch_seconds / len(candidates)
@@ -172,8 +186,9 @@ class BatchedScorer(Scorer):
             cells = CellBatch([p.model.layers[0] for p in ordered])
             states = cells.entering_states(x, self.prober.step_graphs)
         except Exception as exc:  # noqa: BLE001 - each score() then runs its own forward
+            self._batch_fallback = f"{type(exc).__name__}: {exc}"
             if self.cell_batch_failure is None:
-                self.cell_batch_failure = f"{type(exc).__name__}: {exc}"
+                self.cell_batch_failure = self._batch_fallback
             return time.perf_counter() - start
         for probe, first_layer in zip(ordered, states, strict=True):
             probe.supply_entering_states(first_layer)

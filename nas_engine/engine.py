@@ -12,7 +12,7 @@ from pathlib import Path
 
 from search_spaces import get_space, space_names
 
-from .batched import cell_batch_refusal
+from .batched import CELL_BATCH_FALLBACK, cell_batch_refusal
 from .config import ConfigError, SearchConfig
 from .confirm import ConfirmationPlan, confirm, plan_confirmation
 from .corpus import Corpus, CorpusError, first_batch
@@ -225,6 +225,8 @@ def run_search(
                 "cuda_graphs": config.cuda_graphs,
                 "cell_batch": config.cell_batch,
             }
+            if config.cell_batch:
+                summary["execution"].update(_cell_batch_fallbacks(results))
             store.write_summary(summary)
             store.close()
         if prep.confirmation is not None:
@@ -346,6 +348,16 @@ class _Standings:
             self.best = replace(self.ok[i], fitness=scores[i])
         elif self.best is None or self.ok[-1].fitness > self.best.fitness:
             self.best = self.ok[-1]
+
+
+def _cell_batch_fallbacks(results: list[Result]) -> dict:
+    """How many results were scored alone because their cell batch raised, and the first
+    reason (the scores are the same; the time is not)."""
+    reasons = [r.details[CELL_BATCH_FALLBACK] for r in results if CELL_BATCH_FALLBACK in r.details]
+    return {
+        "cell_batch_fallbacks": len(reasons),
+        "cell_batch_failure": reasons[0] if reasons else None,
+    }
 
 
 def _summary(

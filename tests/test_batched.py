@@ -9,7 +9,7 @@ import pytest
 import torch
 from helpers import tiny_setup, token_corpus
 
-from nas_engine.batched import BatchedScorer, score_batch
+from nas_engine.batched import CELL_BATCH_FALLBACK, BatchedScorer, score_batch
 from nas_engine.result import Candidate
 from nas_engine.scoring import Scorer, ScoringSetup
 from search_spaces.rnn import RNNLanguageModel, preset
@@ -161,8 +161,14 @@ def test_a_failing_cell_batch_leaves_each_candidate_to_its_own_forward(monkeypat
     monkeypatch.setattr(CellBatch, "entering_states", broken)
     scorer = BatchedScorer(_cell_batch_setup(), corpus)
     assert scorer.cell_batch_failure is None
-    _assert_same_evaluations(scorer.score_batch(cands), expected, rel=1e-12)
+    fell_back = scorer.score_batch(cands)
+    _assert_same_evaluations(fell_back, expected, rel=1e-12)
+    assert all(
+        e.details[CELL_BATCH_FALLBACK] == "RuntimeError: the batch failed" for e in fell_back
+    )
     assert scorer.cell_batch_failure == "RuntimeError: the batch failed"
+    monkeypatch.undo()  # the next batch runs together again, and says nothing of the last one
+    assert all(CELL_BATCH_FALLBACK not in e.details for e in scorer.score_batch(cands))
 
 
 def test_cell_batches_are_refused_where_they_cannot_serve() -> None:

@@ -251,3 +251,30 @@ def test_cell_batches_in_a_search_score_what_one_at_a_time_does(tmp_path: Path) 
     assert "cell_batch" not in (tmp_path / "cells" / "config.json").read_text()
     summary = json.loads((tmp_path / "cells" / "summary.json").read_text())
     assert summary["execution"]["cell_batch"] is True
+    assert summary["execution"]["cell_batch_fallbacks"] == 0
+    assert summary["execution"]["cell_batch_failure"] is None
+
+
+def test_a_search_counts_the_results_whose_cell_batch_fell_back(tmp_path, monkeypatch) -> None:
+    """A cell batch that raises costs time, not scores: the summary says how many results
+    were scored alone and why, and the results say which."""
+    from search_spaces.rnn.batch import CellBatch
+
+    entering_states = CellBatch.entering_states
+    calls = []
+
+    def first_one_fails(self, *args, **kwargs):
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise RuntimeError("out of memory in the first batch")
+        return entering_states(self, *args, **kwargs)
+
+    monkeypatch.setattr(CellBatch, "entering_states", first_one_fails)
+    options = dict(budget=9, strategy="random", seed=4, fitness="hidden_cov", **TINY)
+    results = nas_engine.search(out=str(tmp_path), worker_batch=4, cell_batch=True, **options)
+    execution = json.loads((tmp_path / "summary.json").read_text())["execution"]
+    assert len(calls) == 2  # batches of 4, 4 and 1 (one candidate runs alone anyway)
+    assert execution["cell_batch_fallbacks"] == 4
+    assert execution["cell_batch_failure"] == "RuntimeError: out of memory in the first batch"
+    fell_back = ["cell_batch_fallback" in r.details for r in results]
+    assert fell_back == [True] * 4 + [False] * 5
