@@ -83,8 +83,6 @@ class BatchedScorer(Scorer):
         # Why the first cell batch that raised did (its candidates then ran their own
         # forwards, with the same scores): a benchmark or a user reads it here.
         self.cell_batch_failure: str | None = None
-        # Why the current batch's cell batch raised, while its candidates are scored.
-        self._batch_fallback: str | None = None
 
     def _check_cell_batch(self) -> None:
         if not self.rnn:
@@ -104,27 +102,25 @@ class BatchedScorer(Scorer):
 
     def score_batch(self, candidates: Sequence[Candidate]) -> list[Evaluation]:
         """One evaluation per candidate, in order (see the module docstring)."""
-        launch_seconds = 0.0
+        launch_seconds, fallback = 0.0, None
         if self.setup.cell_batch and len(candidates) > 1:
-            launch_seconds = self._run_cell_batch(candidates)
+            launch_seconds, fallback = self._run_cell_batch(candidates)
         elif self.device.type == "cuda" and self.rnn and len(candidates) > 1:
             launch_seconds = self._launch_forwards(candidates)
         try:
             evaluations = [self.score(c) for c in candidates]
         finally:
             self._launched.clear()
-            fallback, self._batch_fallback = self._batch_fallback, None
-        if fallback is not None:
-            # Recorded with each result, so that a search's summary counts them whichever
-            # process scored them (the scores are the same either way).
-            evaluations = [
-                dataclasses.replace(ev, details={**ev.details, CELL_BATCH_FALLBACK: fallback})
-                for ev in evaluations
-            ]
-        if not launch_seconds:
+        if not launch_seconds and fallback is None:
             return evaluations
         share = launch_seconds / len(candidates)
-        return [dataclasses.replace(ev, seconds=ev.seconds + share) for ev in evaluations]
+        # A fallback is recorded with each result, so that a search's summary counts them
+        # whichever process scored them (the scores are the same either way).
+        note = {} if fallback is None else {CELL_BATCH_FALLBACK: fallback}
+        return [
+            dataclasses.replace(ev, seconds=ev.seconds + share, details={**ev.details, **note})
+            for ev in evaluations
+        ]
 
     def _new_probes(self, candidates: Sequence[Candidate]) -> dict[object, RNNProbe]:
         """The RNN probe of each distinct valid candidate whose forward is not launched yet,
@@ -165,10 +161,10 @@ class BatchedScorer(Scorer):
             main.wait_stream(stream)
         return time.perf_counter() - start
 
-    def _run_cell_batch(self, candidates: Sequence[Candidate]) -> float:
+    def _run_cell_batch(self, candidates: Sequence[Candidate]) -> tuple[float, str | None]:
         """Run the first layer's forward of every valid candidate's cell in one CellBatch and
-        hand each probe its states; returns the seconds spent. A candidate that fails to
-        validate or build is left to ``score``, which reports it."""
+        hand each probe its states; returns the seconds spent and, if the batch raised, why.
+        A candidate that fails to validate or build is left to ``score``, which reports it."""
         start = time.perf_counter()
         probes: dict[object, RNNProbe] = {}
         for arch, probe in self._new_probes(candidates).items():
@@ -178,7 +174,7 @@ class BatchedScorer(Scorer):
                 continue
             probes[arch] = probe
         if not probes:
-            return time.perf_counter() - start
+            return time.perf_counter() - start, None
         ordered = list(probes.values())
         try:
             with torch.no_grad():
@@ -186,14 +182,14 @@ class BatchedScorer(Scorer):
             cells = CellBatch([p.model.layers[0] for p in ordered])
             states = cells.entering_states(x, self.prober.step_graphs)
         except Exception as exc:  # noqa: BLE001 - each score() then runs its own forward
-            self._batch_fallback = f"{type(exc).__name__}: {exc}"
+            reason = f"{type(exc).__name__}: {exc}"
             if self.cell_batch_failure is None:
-                self.cell_batch_failure = self._batch_fallback
-            return time.perf_counter() - start
+                self.cell_batch_failure = reason
+            return time.perf_counter() - start, reason
         for probe, first_layer in zip(ordered, states, strict=True):
             probe.supply_entering_states(first_layer)
         self._launched.update(probes)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, None
 
 
 def cell_batch_refusal(metrics: Sequence[str], needs: Iterable[str]) -> str:
