@@ -120,8 +120,8 @@ def search_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--fitness",
-        default=d.fitness,
-        help="metric to maximise, direction applied (default: %(default)s; see --list-metrics), "
+        default=None,
+        help=f"metric to maximise, direction applied (default: {d.fitness}; see --list-metrics), "
         "or an ensemble METRIC[:WEIGHT]+METRIC... (e.g. hidden_cov:2+params): the weighted "
         "mean of each metric's rank percentile among the ok results (README: Ensemble fitness)",
     )
@@ -133,6 +133,7 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--list-metrics", action="store_true", help="list the metrics with their direction and exit"
     )
+    add_trust_options(p)
     p.add_argument(
         "--strategy",
         choices=STRATEGIES,
@@ -213,6 +214,71 @@ def search_parser() -> argparse.ArgumentParser:
     add_execution_options(p)
     add_proxy_options(p)
     return p
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {text!r}"
+        ) from None
+    return values
+
+
+def add_trust_options(parser: argparse.ArgumentParser) -> None:
+    d = SearchConfig()
+    group = parser.add_argument_group(
+        "trustworthy winners and multi-objective search (docs/trustworthy-winners.md)"
+    )
+    group.add_argument(
+        "--stability-guard",
+        action=argparse.BooleanOptionalAction,
+        default=d.stability_guard,
+        help="flag cells whose state runs away from a trained network's scale (the stress "
+        "growth of each result's details exceeds --stability-threshold): they stay ok, flagged, "
+        "and are kept out of the top, evolution's parents, the answer and the Pareto front "
+        "(default: on)",
+    )
+    group.add_argument(
+        "--stability-threshold",
+        type=float,
+        default=d.stability_threshold,
+        metavar="X",
+        help="the guard's limit on the stress growth: log10 of the largest state RMS over 10 "
+        "steps started at RMS 10, over 10 (default: %(default)s, a tenfold growth)",
+    )
+    group.add_argument(
+        "--answer-blend",
+        type=float,
+        default=d.answer_blend,
+        metavar="W",
+        help="with --confirm-top: the run's answer is the confirmed architecture with the best "
+        "loss rank + W x fitness rank (default: %(default)s, the regret simulation's choice)",
+    )
+    group.add_argument(
+        "--objectives",
+        default=None,
+        metavar="A,B[,C]",
+        help="multi-objective search: NSGA-II (DEAP) over these metrics, each with its "
+        "direction or METRIC:min / METRIC:max (e.g. hidden_cov,params:min); writes the Pareto "
+        "front, its hypervolume and pareto.png; replaces --fitness; --strategy random works too",
+    )
+    group.add_argument(
+        "--reference-point",
+        type=_float_list,
+        default=None,
+        metavar="V,V[,V]",
+        help="the hypervolume's reference point, one value per objective in its own units "
+        "(default: from the run's first --population ranked results)",
+    )
+    group.add_argument(
+        "--max-params",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="hard constraint: an architecture with more than N parameters fails",
+    )
 
 
 _FAST_FIELDS = ("embedding_size", "hidden_size", "batch_size", "bptt")
@@ -365,7 +431,7 @@ def search_main(argv: list[str] | None = None) -> int:
     config = SearchConfig(
         space=args.space,
         restrict=args.restrict,
-        fitness=args.fitness,
+        fitness=args.fitness or SearchConfig().fitness,
         strategy=args.strategy,
         budget=args.budget,
         time_budget=args.time_budget,
@@ -400,7 +466,15 @@ def search_main(argv: list[str] | None = None) -> int:
         proxy_steps=args.proxy_steps,
         proxy_epochs=args.proxy_epochs,
         proxy_train_split=args.proxy_train_split,
+        stability_guard=args.stability_guard,
+        stability_threshold=args.stability_threshold,
+        answer_blend=args.answer_blend,
+        objectives=tuple(o.strip() for o in (args.objectives or "").split(",") if o.strip()),
+        reference_point=args.reference_point,
+        max_params=args.max_params,
     )
+    if args.objectives is not None and args.fitness is not None:
+        parser.error("--objectives replaces --fitness: give one of them")
     from .report import run_with_progress
 
     try:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from .health import DEFAULT_STABILITY_THRESHOLD
 from .scoring import ScoringSetup
+
+# The regret simulation's selected design (experiments/regret_simulation.py, docs): the
+# confirmed architecture with the best blend 0.25 * fitness rank + 0.75 * loss rank.
+DEFAULT_ANSWER_BLEND = 0.25
 
 
 class ConfigError(ValueError):
@@ -45,6 +50,7 @@ EXECUTION_SETTINGS = (
     "confirm_steps",
     "confirm_epochs",
     "confirm_corpus",
+    "answer_blend",
 )
 
 
@@ -88,6 +94,20 @@ class SearchConfig:
     proxy_steps: int | None = None
     proxy_epochs: float | None = None
     proxy_train_split: str = "train"
+    # The stability guard (nas_engine.health): a result whose stress growth exceeds the
+    # threshold stays ok, flagged, and is kept out of the ranking, the parents and the answer.
+    stability_guard: bool = True
+    stability_threshold: float = DEFAULT_STABILITY_THRESHOLD
+    # Multi-objective search (NSGA-II): metrics, each with its direction or METRIC:min/max.
+    objectives: tuple[str, ...] = field(default_factory=tuple)
+    # The hypervolume's reference point, one value per objective in the metric's own units;
+    # None: fixed from the first `population` ranked results (nas_engine.pareto).
+    reference_point: tuple[float, ...] | None = None
+    # A hard constraint: an architecture with more parameters is failed, never ranked.
+    max_params: int | None = None
+    # With --confirm-top: the answer's blend weight of the fitness rank (the rest: the rank
+    # of the confirmed loss); the regret simulation's choice.
+    answer_blend: float = DEFAULT_ANSWER_BLEND
 
     def validate(self) -> None:
         positive = {
@@ -119,10 +139,37 @@ class SearchConfig:
         if self.space != "rnn" and self.init_gain != 1:
             raise ConfigError("--init-gain scales the RNN cells' initial weights (--space rnn)")
         self._validate_execution()
+        self._validate_guard_and_objectives()
         self._validate_restriction()
         self._validate_proxy()
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
             raise ConfigError(f"unknown device {self.device!r} (known: cpu, cuda, auto)")
+
+    def _validate_guard_and_objectives(self) -> None:
+        threshold = self.stability_threshold
+        if not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
+            raise ConfigError(f"stability threshold must be a finite number, got {threshold!r}")
+        blend = self.answer_blend
+        if not (isinstance(blend, (int, float)) and 0 <= blend < math.inf):
+            raise ConfigError(f"answer blend must be a finite number >= 0, got {blend!r}")
+        if self.max_params is not None and (
+            not isinstance(self.max_params, int) or self.max_params < 1
+        ):
+            raise ConfigError(f"max-params must be an integer >= 1, got {self.max_params!r}")
+        if self.reference_point is not None:
+            if not self.objectives:
+                raise ConfigError("--reference-point sets the hypervolume of --objectives")
+            if len(self.reference_point) != len(self.objectives):
+                raise ConfigError(
+                    f"--reference-point has {len(self.reference_point)} values for "
+                    f"{len(self.objectives)} objectives"
+                )
+            if not all(math.isfinite(v) for v in self.reference_point):
+                raise ConfigError("--reference-point values must be finite numbers")
+        if self.strategy == "nsga2" and not self.objectives:
+            raise ConfigError("--strategy nsga2 needs --objectives METRIC,METRIC[,...]")
+        if self.objectives and self.strategy in ("evolution", "nsga2") and self.population < 4:
+            raise ConfigError("NSGA-II needs a population of at least 4")
 
     def _validate_proxy(self) -> None:
         """The trained proxy's settings, and a corpus folder it can train on (checked by file
@@ -228,16 +275,19 @@ class SearchConfig:
             raise ConfigError(f"confirm-epochs must be > 0, got {self.confirm_epochs}")
 
     def fitness_metrics(self) -> tuple[str, ...]:
-        """The metrics the fitness spec names, in its order (``a:2+b`` -> ``('a', 'b')``).
+        """The metrics the fitness spec names, in its order (``a:2+b`` -> ``('a', 'b')``), or
+        with ``objectives`` the objectives' metrics (``params:min`` -> ``params``).
 
         Raises :class:`ConfigError` for a malformed spec (names are not looked up here)."""
         from .fitness import parse_spec  # fitness.py imports this module
 
+        if self.objectives:
+            return tuple(o.partition(":")[0].strip() for o in self.objectives)
         return tuple(name for name, _ in parse_spec(self.fitness))
 
     def scored_metrics(self) -> tuple[str, ...]:
         """Every fitness component first, then any extra metrics, without repeats."""
-        return tuple(dict.fromkeys((*self.fitness_metrics(), *self.metrics)))
+        return tuple(dict.fromkeys((*self.required_metrics(), *self.metrics)))
 
     def scoring_setup(self) -> ScoringSetup:
         return ScoringSetup(
@@ -258,7 +308,15 @@ class SearchConfig:
             proxy_steps=self.proxy_steps,
             proxy_epochs=self.proxy_epochs,
             proxy_train_split=self.proxy_train_split,
+            health_check=True,
+            required_metrics=self.required_metrics(),
         )
+
+    def required_metrics(self) -> tuple[str, ...]:
+        """The metrics a result cannot do without: the fitness components (or the objectives)
+        and, with --max-params, the parameter count."""
+        names = [*self.fitness_metrics()]
+        return tuple(dict.fromkeys(names + (["params"] if self.max_params is not None else [])))
 
     def identity(self) -> dict:
         """The settings that define a run's results (a folder holds one such run)."""
@@ -266,4 +324,7 @@ class SearchConfig:
         for not_identity in EXECUTION_SETTINGS:
             data.pop(not_identity)
         data["metrics"] = list(self.metrics)
+        data["objectives"] = list(self.objectives)
+        if self.reference_point is not None:
+            data["reference_point"] = list(self.reference_point)
         return data

@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from scipy.stats import kendalltau
+from scipy.stats import kendalltau, rankdata
 
 from search_spaces.rnn import ModelSizes
 
@@ -125,6 +125,47 @@ def confirm(
         ],
         "kendall_tau_fitness_vs_loss": _tau(rows),
     }
+
+
+def answer(table: list[dict], fitness_weight: float) -> dict | None:
+    """The run's answer among the confirmed rows (``rank``: 1 = best fitness), by the rule the
+    regret simulation selected (experiments/regret_simulation.py, ``TwoStageBlend``): the
+    largest ``blend = loss_rank + fitness_weight * fitness_rank``, each a mid-rank among the
+    confirmed rows with the larger rank the better (the lowest confirmed loss, the best
+    fitness); a training that failed or has no finite loss ranks below every finite loss;
+    ties go to the better fitness. None when nothing was confirmed."""
+    if not table:
+        return None
+    rows = sorted(table, key=lambda row: row["rank"])
+    losses = [_confirmed_loss(row) for row in rows]
+    by_loss = rankdata([-(loss if loss is not None else math.inf) for loss in losses])
+    by_fitness = rankdata([-row["rank"] for row in rows])
+    blend = [float(a + fitness_weight * b) for a, b in zip(by_loss, by_fitness, strict=True)]
+    best = max(range(len(rows)), key=lambda i: (blend[i], -rows[i]["rank"]))
+    return {
+        "arch_id": rows[best]["arch_id"],
+        "confirmed_loss": losses[best],
+        "fitness_rank": rows[best]["rank"],
+        "blend": blend[best],
+    }
+
+
+def answer_rule(fitness_weight: float) -> str:
+    """The answer's rule in words (summary.json's ``answer_rule``)."""
+    return (
+        f"the confirmed architecture with the largest loss rank + {fitness_weight:g} x fitness "
+        "rank (mid-ranks among the confirmed, larger is better: the lowest confirmed loss, the "
+        "best fitness; a failed training ranks last; ties: the better fitness); the regret "
+        "simulation's two-stage blend"
+    )
+
+
+def _confirmed_loss(row: dict) -> float | None:
+    """The confirmed loss of a row (test loss, else validation loss), None if not finite."""
+    if row.get("status") != "ok":
+        return None
+    loss = row["test_loss"] if row["test_loss"] is not None else row["valid_loss"]
+    return loss if loss is not None and math.isfinite(loss) else None
 
 
 def _record(

@@ -14,13 +14,15 @@ from search_spaces import get_space, space_names
 
 from .batched import CELL_BATCH_FALLBACK, cell_batch_refusal
 from .config import ConfigError, SearchConfig
-from .confirm import ConfirmationPlan, confirm, plan_confirmation
+from .confirm import ConfirmationPlan, answer, answer_rule, confirm, plan_confirmation
 from .corpus import Corpus, CorpusError, first_batch
 from .executors import Executor, ExecutorError, make_executor
 from .fitness import Fitness
+from .health import STABILITY
 from .metrics import get_metric, metric_names
+from .pareto import HYPERVOLUME, FrontTracker, pareto_front
 from .probes import first_layer_only
-from .result import Candidate, Evaluation, Result
+from .result import FLAGGED, Candidate, Evaluation, Result
 from .scoring import resolve_device
 from .storage import RunFolderError, RunStore
 from .strategies import STRATEGIES, SpaceExhausted, Strategy, make_strategy
@@ -38,12 +40,13 @@ class SearchOutcome:
 
 
 def ranking(results: list[Result], fitness: Fitness | None = None) -> list[tuple[Result, float]]:
-    """The ok results, best first, each with its final fitness (ties: earlier result first).
+    """The ok results, best first, each with its final fitness (ties: earlier result first);
+    results the stability guard flagged are not ranked.
 
     One metric (or ``fitness`` None): the recorded fitness. An ensemble: the fitness recomputed
     against all ok results of ``results`` (the final population), not the recorded value.
     """
-    ok = [r for r in results if r.ok and r.fitness is not None]
+    ok = [r for r in results if r.ranked]
     if fitness is None or not fitness.is_ensemble:
         scored = [(r, r.fitness) for r in ok]
     else:
@@ -83,7 +86,10 @@ def prepare(config: SearchConfig) -> _Prepared:
         raise ConfigError(
             f"unknown space {config.space!r} (known: {', '.join(space_names())})"
         ) from None
-    fitness = Fitness.parse(config.fitness, config.space)  # ConfigError: bad spec or metric
+    if config.objectives:  # ConfigError: bad objective or metric
+        fitness = Fitness.from_objectives(config.objectives, config.space)
+    else:
+        fitness = Fitness.parse(config.fitness, config.space)  # ConfigError: bad spec or metric
     try:
         for name in config.metrics:
             get_metric(name.strip(), config.space)
@@ -168,7 +174,7 @@ def run_search(
         eval_timeout=config.eval_timeout,
         worker_batch=config.worker_batch,
     )
-    standings = _Standings(prep.fitness)
+    standings = _Standings(prep.fitness, config)
     history = _replay(store, strategy, standings) if config.resume else _History([], [], 0)
     results = history.results
     restored = len(results)
@@ -217,6 +223,9 @@ def run_search(
             raise
         finally:
             summary = _summary(config, prep, results, strategy.stats(), started, stop_reason)
+            if standings.front is not None:
+                summary.update(_pareto_summary(prep.fitness, standings.front, results))
+                _write_pareto_plot(prep.fitness, results, store.root / "pareto.png")
             summary["resumed_from"] = restored if config.resume else None
             # How the scores were computed, beside where: not part of a run's identity (the
             # same scores, or the same to float32 rounding), so recorded here.
@@ -235,6 +244,8 @@ def run_search(
                 summary["confirmation"] = confirm(
                     prep.confirmation, top, executor, store, on_confirmed
                 )
+                summary["answer"] = answer(summary["confirmation"]["table"], config.answer_blend)
+                summary["answer_rule"] = answer_rule(config.answer_blend)
             finally:
                 summary["confirmation"] = summary.get("confirmation") or {
                     "interrupted": True,
@@ -296,20 +307,45 @@ class _Standings:
     this one included. An ok evaluation missing a fitness component becomes a failed result.
     """
 
-    def __init__(self, fitness: Fitness) -> None:
+    def __init__(self, fitness: Fitness, config: SearchConfig | None = None) -> None:
         self.fitness = fitness
+        config = config or SearchConfig()
+        self.guard = config.stability_guard
+        self.threshold = config.stability_threshold
+        self.max_params = config.max_params
+        self.front = (
+            FrontTracker.create(fitness, config.population, config.reference_point)
+            if fitness.multi_objective
+            else None
+        )
         self.ok: list[Result] = []
         self.rows: list[tuple[float, ...]] = []
         self.best: Result | None = None
 
     def record(self, index: int, candidate: Candidate, evaluation: Evaluation) -> Result:
         status, error, value = evaluation.status, evaluation.error, None
+        details = dict(evaluation.details)
         values = self.fitness.values(evaluation.metrics) if status == "ok" else None
         if status == "ok" and values is None:
             missing = ", ".join(self.fitness.missing(evaluation.metrics))
+            reasons = evaluation.metric_errors
+            why = "; ".join(
+                reasons[m] for m in self.fitness.missing(evaluation.metrics) if m in reasons
+            )
             status, error = "failed", f"fitness component missing or not finite: {missing}"
+            error += f" ({why})" if why else ""
+        if status == "ok" and self.max_params is not None:
+            params = evaluation.metrics.get("params")
+            if params is not None and params > self.max_params:
+                status, values = "failed", None
+                error = f"constraint: {int(params)} parameters > --max-params {self.max_params}"
+        if status == "ok" and self.guard and STABILITY in details:
+            details[FLAGGED] = details[STABILITY] > self.threshold
+        flagged = bool(details.get(FLAGGED))
         scores: list[float] = []
-        if values is not None:
+        if values is not None and flagged:  # against the ranked results, itself included
+            value = self.fitness.rank([*self.rows, values])[-1]
+        elif values is not None:
             self.rows.append(values)
             if self.fitness.is_ensemble:
                 scores = self.fitness.rank(self.rows)
@@ -324,19 +360,24 @@ class _Standings:
             status=status,
             fitness=value,
             metrics=dict(evaluation.metrics),
-            details=dict(evaluation.details),
+            details=details,
             error=error,
             seconds=round(evaluation.seconds, 6),
         )
-        if values is not None:
+        if values is not None and not flagged:
             self.ok.append(result)
             self._update_best(scores)
+        if self.front is not None:
+            volume = self.front.add(result)
+            result = replace(result, details={**result.details, HYPERVOLUME: volume})
         return result
 
     def restore(self, result: Result) -> None:
         """Take back a recorded result (resume) without changing it."""
-        values = self.fitness.values(result.metrics) if result.ok else None
-        if values is None or result.fitness is None:
+        if self.front is not None:
+            self.front.add(result)
+        values = self.fitness.values(result.metrics) if result.ranked else None
+        if values is None:
             return
         self.rows.append(values)
         self.ok.append(result)
@@ -371,6 +412,7 @@ def _summary(
     seconds = [r.seconds for r in results]
     total = time.perf_counter() - started
     failed = [r for r in results if not r.ok]
+    flagged = [r for r in results if r.flagged]
     top = ranking(results, prep.fitness)
     component_percentiles = _component_percentiles(prep.fitness, [r for r, _ in top])
     return {
@@ -381,6 +423,12 @@ def _summary(
         "ok": len(results) - len(failed),
         "failed": len(failed),
         "failure_reasons": sorted({r.error for r in failed if r.error})[:20],
+        "stability_guard": {
+            "on": config.stability_guard,
+            "threshold": config.stability_threshold,
+            "measure": STABILITY,
+            "flagged": len(flagged),
+        },
         "total_seconds": round(total, 3),
         "seconds_per_arch_wall": round(total / len(results), 4) if results else None,
         "seconds_per_arch_scoring_median": round(statistics.median(seconds), 4)
@@ -411,6 +459,69 @@ def _summary(
         "strategy": strategy_stats,
         "known_metrics": metric_names(config.space),
     }
+
+
+def _pareto_summary(fitness: Fitness, tracker: FrontTracker, results: list[Result]) -> dict:
+    """The Pareto front of the whole run (ranked results only) and its hypervolume."""
+    labels = [c.label for c in fitness.components]
+    front = pareto_front(fitness, results)
+    series = tracker.series(results)
+    return {
+        "objectives": labels,
+        "pareto_front": [
+            {
+                "arch_id": r.arch_id,
+                "objectives": {c.metric.name: r.metrics[c.metric.name] for c in fitness.components},
+            }
+            for r in front
+        ],
+        "hypervolume": {
+            "final": series[-1] if series else None,
+            "reference_point": tracker.reference_in_units(),
+            "reference_rule": "given (--reference-point)"
+            if tracker.user_reference
+            else "the first --population ranked results' worst values, 10% further "
+            "(nas_engine.pareto)",
+            "series": series,
+        },
+    }
+
+
+def _write_pareto_plot(fitness: Fitness, results: list[Result], path: Path) -> None:
+    """pareto.png: every ranked result in the first two objectives, the front highlighted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    a, b = fitness.components[:2]
+    ranked = [r for r in results if r.ranked and fitness.values(r.metrics) is not None]
+    front = pareto_front(fitness, results)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.scatter(
+        [r.metrics[a.metric.name] for r in ranked],
+        [r.metrics[b.metric.name] for r in ranked],
+        s=8,
+        color="0.7",
+        label=f"ranked results ({len(ranked)})",
+    )
+    shown = sorted(front, key=lambda r: r.metrics[a.metric.name])
+    ax.plot(
+        [r.metrics[a.metric.name] for r in shown],
+        [r.metrics[b.metric.name] for r in shown],
+        "o-" if len(fitness.components) == 2 else "o",
+        color="C3",
+        ms=4,
+        label=f"Pareto front ({len(front)})",
+    )
+    ax.set_xlabel(f"{a.label} ({'higher' if a.sign > 0 else 'lower'} is better)")
+    ax.set_ylabel(f"{b.label} ({'higher' if b.sign > 0 else 'lower'} is better)")
+    if len(fitness.components) > 2:
+        ax.set_title("first two objectives; the front is over all of them")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _component_percentiles(fitness: Fitness, ok: list[Result]) -> dict[int, dict[str, float]]:

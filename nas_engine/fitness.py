@@ -89,6 +89,22 @@ def _weight_text(weight: Fraction) -> str:
 class Component:
     metric: Metric
     weight: Fraction = Fraction(1)
+    # An objective may flip the metric's registered direction (``params:min``).
+    direction: str | None = None
+
+    @property
+    def sign(self) -> float:
+        """Multiplier that turns the metric into a value to maximise."""
+        if self.direction is None:
+            return self.metric.sign
+        return 1.0 if self.direction == "higher" else -1.0
+
+    @property
+    def label(self) -> str:
+        """The metric's name, with ``:min``/``:max`` where the direction is not its own."""
+        if self.direction is None or self.direction == self.metric.direction:
+            return self.metric.name
+        return f"{self.metric.name}:{'max' if self.direction == 'higher' else 'min'}"
 
 
 @dataclass(frozen=True)
@@ -96,6 +112,8 @@ class Fitness:
     """One metric with its direction applied, or a rank-based ensemble (see the module doc)."""
 
     components: tuple[Component, ...]
+    # Built from --objectives: the components are the objectives of a Pareto front.
+    multi_objective: bool = False
 
     @classmethod
     def parse(cls, spec: str, space: str) -> Fitness:
@@ -109,6 +127,33 @@ class Fitness:
             components.append(Component(metric, weight))
         return cls(tuple(components))
 
+    @classmethod
+    def from_objectives(cls, objectives: Sequence[str], space: str) -> Fitness:
+        """Multi-objective search: each objective ``METRIC`` (its registered direction) or
+        ``METRIC:min`` / ``METRIC:max``. The fitness that ranks the run's results is their
+        equal-weight rank ensemble (the Pareto front is computed beside it). Raises
+        :class:`ConfigError` for a bad objective or an unknown metric."""
+        if len(objectives) < 2:
+            raise ConfigError(
+                f"--objectives needs at least two metrics, got {','.join(objectives)!r}"
+            )
+        components = []
+        for text in objectives:
+            name, sep, direction = (part.strip() for part in text.partition(":"))
+            if sep and direction not in ("min", "max"):
+                raise ConfigError(
+                    f"objective {text!r}: the suffix must be :min or :max, not :{direction}"
+                )
+            try:
+                metric = get_metric(name, space)
+            except KeyError as exc:
+                raise ConfigError(exc.args[0]) from None
+            if any(c.metric.name == name for c in components):
+                raise ConfigError(f"metric {name!r} appears twice in --objectives")
+            chosen = None if not sep else ("higher" if direction == "max" else "lower")
+            components.append(Component(metric, Fraction(1), chosen))
+        return cls(tuple(components), multi_objective=True)
+
     @property
     def is_ensemble(self) -> bool:
         return len(self.components) > 1
@@ -119,7 +164,10 @@ class Fitness:
 
     @property
     def name(self) -> str:
-        """The canonical spec: ``hidden_cov`` or ``hidden_cov:2+params``."""
+        """The canonical spec: ``hidden_cov`` or ``hidden_cov:2+params``; objectives as
+        ``--objectives`` takes them (``hidden_cov,params:min``)."""
+        if self.multi_objective:
+            return ",".join(c.label for c in self.components)
         if not self.is_ensemble:
             return self.components[0].metric.name
         return "+".join(
@@ -130,6 +178,11 @@ class Fitness:
     @property
     def rule(self) -> str:
         """How the fitness is computed, in words (recorded in summary.json)."""
+        if self.multi_objective:
+            return (
+                "objectives: the Pareto front of the direction-applied objectives; the ranking "
+                "(top, confirmation) is their equal-weight " + ENSEMBLE_RULE
+            )
         if not self.is_ensemble:
             m = self.components[0].metric
             sign = "+" if m.sign > 0 else "-"
@@ -141,7 +194,11 @@ class Fitness:
 
     def describe(self) -> list[dict]:
         return [
-            {"metric": c.metric.name, "direction": c.metric.direction, "weight": float(c.weight)}
+            {
+                "metric": c.metric.name,
+                "direction": c.direction or c.metric.direction,
+                "weight": float(c.weight),
+            }
             for c in self.components
         ]
 
@@ -153,7 +210,7 @@ class Fitness:
             value = metrics.get(c.metric.name)
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 return None
-            out.append(c.metric.sign * value)
+            out.append(c.sign * value)
         return tuple(out)
 
     def missing(self, metrics: Mapping[str, float]) -> list[str]:

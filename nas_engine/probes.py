@@ -31,6 +31,7 @@ from search_spaces.rnn.graphs import StepGraphs
 from search_spaces.rnn.model import CellRecord, SharedEmbedding
 
 from .corpus import Corpus, CorpusError, first_batch, windows
+from .health import STRESS_SCALE, STRESS_SEQUENCES, STRESS_STEPS
 from .metrics.registry import MetricFailure
 from .training import ProxyTraining, TrainingConfigError
 
@@ -303,6 +304,53 @@ class RNNProbe:
         if layer > self.depth:
             raise ValueError(f"probe planned for depth {self.depth}, asked for layer {layer}")
         return self._forward.entering[layer - 1]
+
+    def health_states(self) -> list[torch.Tensor]:
+        """The states entering the cells that the scoring pass computes, for the health
+        verdict (:func:`~nas_engine.health.state_verdict`): the planned forward's, or, when the
+        metrics run no such forward (gradients, the parameter count), a lean forward of the
+        first layer alone."""
+        planned = self.plan is not None and any(
+            n.startswith("entering_states:") or n == "activation_codes" for n in self.plan
+        )
+        if planned or "_forward" in self.__dict__:
+            return list(self._forward.entering)
+        if "_coded_forward" in self.__dict__:
+            return list(self._coded_forward.entering)
+        with torch.no_grad():
+            return self.model.entering_states(self.tokens.to(self.device), 1, self.repeat)
+
+    def stress_rms(self) -> list[float]:
+        """The stress test of :mod:`nas_engine.health`: the first cell's recurrence on the
+        first input sequences, from random states of RMS ``STRESS_SCALE`` (drawn on the CPU
+        from the probe's seed); the state RMS after each step."""
+        model = self.model
+        cell = model.layers[0]
+        program = cell.program
+        steps = min(STRESS_STEPS, self.tokens.shape[0])
+        columns = min(STRESS_SEQUENCES, self.tokens.shape[1])
+        gen = _generator(self.seed, "stress")
+        like = model.encoder.weight
+        with torch.no_grad():
+            weights = program.weights(cell)
+            x = model.encoder(self.tokens[:steps, :columns].to(self.device))
+            state = [
+                (STRESS_SCALE * torch.randn(columns, cell.hidden_size, generator=gen))
+                .to(like.dtype)
+                .to(self.device)
+                for _ in range(program.num_states)
+            ]
+            run = program.run(
+                weights,
+                program.project(weights, x),
+                state,
+                steps=steps,
+                batch_size=columns,
+                hidden_size=cell.hidden_size,
+                like=like,
+            )
+            rms = run.outputs.double().pow(2).mean(dim=(1, 2)).sqrt()
+        return [float(v) for v in rms.cpu()]
 
     def activation_kernel(self) -> ActivationKernel:
         """The NASWOT kernel over every activation node, step and layer (shares the forward

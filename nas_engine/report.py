@@ -98,4 +98,12 @@ def run_with_progress(config: SearchConfig, progress: bool = True) -> int:
         print(f"Kendall tau, fitness vs confirmed loss: {tau if tau is not None else 'n/a'}")
         print(f"confirmed: {outcome.out / 'confirmed.jsonl'}")
     print(f"results: {outcome.out / 'results.jsonl'}\nsummary: {outcome.out / 'summary.json'}")
+    chosen = outcome.summary.get("answer")
+    if chosen is not None:
+        loss = chosen["confirmed_loss"]
+        shown = f"confirmed loss {loss:.4f}" if loss is not None else "no confirmed loss"
+        print(
+            f"answer: {chosen['arch_id']} (fitness rank {chosen['fitness_rank']}, {shown}; "
+            f"{outcome.summary['answer_rule'].split(';')[0]})"
+        )
     return 0

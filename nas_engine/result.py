@@ -9,6 +9,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Status = Literal["ok", "failed"]
+# details key: the reason of each extra metric that failed on an ok result (its value is null)
+METRIC_ERRORS = "metric_errors"
+# details key: the stability guard flagged this ok result (nas_engine.health); it is kept out
+# of the ranking, evolution's parents, the run's answer and the Pareto front.
+FLAGGED = "stability_flagged"
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,17 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def flagged(self) -> bool:
+        """Ok, but flagged by the stability guard: recorded, never ranked."""
+        return bool(self.details.get(FLAGGED))
+
+    @property
+    def ranked(self) -> bool:
+        """Ok with a fitness and not flagged: a result the ranking, the strategies' parents,
+        the answer and the Pareto front may use."""
+        return self.ok and self.fitness is not None and not self.flagged
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), allow_nan=False, separators=(",", ":"))

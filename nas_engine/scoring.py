@@ -19,9 +19,10 @@ from search_spaces import get_space
 
 from .bert_probes import BertProbe, BertProber
 from .corpus import Corpus, embedded_corpus, load_corpus
+from .health import STABILITY, growth_of, state_verdict
 from .metrics import Measured, MetricFailure, get_metric
 from .probes import RNNProbe, RNNProber
-from .result import Candidate, Evaluation
+from .result import METRIC_ERRORS, Candidate, Evaluation
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,15 @@ class ScoringSetup:
     proxy_steps: int | None = None
     proxy_epochs: float | None = None
     proxy_train_split: str = "train"
+    # A search's scoring (nas_engine.health): a degenerate network (dead or non-finite states
+    # in the scoring pass) fails whatever its metrics say, and every result records the
+    # stress growth the stability guard reads. Off for the benchmarks, which score every
+    # logged architecture as the papers did.
+    health_check: bool = False
+    # The metrics a result cannot do without (the fitness components, or the objectives):
+    # any other metric that fails is recorded with its reason, and the result stays ok.
+    # None: every metric is required (the benchmarks).
+    required_metrics: tuple[str, ...] | None = None
 
     def load_corpus(self) -> Corpus:
         if self.corpus is None:
@@ -114,12 +124,16 @@ class Scorer:
 
     def _score(self, candidate: Candidate) -> Evaluation:
         start = time.perf_counter()
-        metrics: dict[str, float] = {}
+        metrics: dict[str, float | None] = {}
         details: dict = {}
         reasons: dict[str, str] = {}
         try:
             arch = self.space.validate(candidate.arch)
             probe = self.probe(arch)
+            if self.setup.health_check and isinstance(probe, RNNProbe):
+                degenerate = self._examine(probe, details)
+                if degenerate is not None:
+                    return self._failed(degenerate, metrics, details, start)
         except Exception as exc:  # an architecture that breaks scoring is a result, not a crash
             return self._failed(_reason(exc), metrics, details, start)
         for metric in self.metrics:
@@ -135,9 +149,23 @@ class Scorer:
                 reasons[metric.name] = str(exc)
             except Exception as exc:  # recorded with its reason, never a NaN row
                 reasons[metric.name] = _reason(exc)
-        if reasons:
+        required = self.setup.required_metrics
+        if any(required is None or name in required for name in reasons):
             return self._failed("; ".join(reasons.values()), metrics, details, start, reasons)
-        return Evaluation("ok", metrics, details, None, time.perf_counter() - start)
+        if reasons:  # extra metrics only: information, not a verdict on the architecture
+            metrics.update(dict.fromkeys(reasons))
+            details[METRIC_ERRORS] = dict(reasons)
+        seconds = time.perf_counter() - start
+        return Evaluation("ok", metrics, details, None, seconds, reasons)
+
+    @staticmethod
+    def _examine(probe: RNNProbe, details: dict) -> str | None:
+        """The health rule (:mod:`nas_engine.health`) on the scoring pass's states: why the
+        network is degenerate, or None; the stress growth goes into ``details``."""
+        verdict = state_verdict(probe.health_states())
+        if verdict.degenerate is None:
+            details[STABILITY] = round(growth_of(probe.stress_rms()), 6)
+        return verdict.degenerate
 
     @staticmethod
     def _failed(
@@ -147,7 +175,7 @@ class Scorer:
         start: float,
         metric_errors: dict[str, str] | None = None,
     ) -> Evaluation:
-        finite = {k: v for k, v in metrics.items() if math.isfinite(v)}
+        finite = {k: v for k, v in metrics.items() if v is not None and math.isfinite(v)}
         seconds = time.perf_counter() - start
         return Evaluation("failed", finite, details, reason, seconds, dict(metric_errors or {}))
 

@@ -7,9 +7,10 @@ from search_spaces import SearchSpace
 from ..fitness import Fitness
 from .base import SpaceExhausted, Strategy
 from .evolution import AgingEvolution
+from .nsga2 import NSGA2
 from .random_search import RandomSearch
 
-STRATEGIES = ("evolution", "random")
+STRATEGIES = ("evolution", "random", "nsga2")
 
 
 def make_strategy(
@@ -21,7 +22,13 @@ def make_strategy(
     fitness: Fitness | None = None,
 ) -> Strategy:
     """``fitness``: the rule evolution compares by when it is an ensemble (see AgingEvolution);
-    None or one metric: the recorded fitness."""
+    None or one metric: the recorded fitness. With a multi-objective ``fitness`` (from
+    ``--objectives``), ``evolution`` and ``nsga2`` both mean NSGA-II."""
+    multi = fitness is not None and fitness.multi_objective
+    if name == "nsga2" or (name == "evolution" and multi):
+        if not multi:
+            raise KeyError("strategy 'nsga2' needs objectives (--objectives a,b)")
+        return NSGA2(space, seed, population_size, fitness)
     if name == "random":
         return RandomSearch(space, seed)
     if name == "evolution":
@@ -31,6 +38,7 @@ def make_strategy(
 
 __all__ = [
     "STRATEGIES",
+    "NSGA2",
     "AgingEvolution",
     "RandomSearch",
     "SpaceExhausted",

@@ -96,7 +96,7 @@ class AgingEvolution(Strategy):
 
     def tell(self, candidate: Candidate, result: Result) -> None:
         self._told += 1
-        if result.ok and result.fitness is not None:
+        if result.ranked:  # flagged by the stability guard: never a parent
             ind = creator.NasIndividual(key=candidate.key, arch=self.space.validate(candidate.arch))
             ind.fitness.values = (result.fitness,)
             if self.ensemble is None:
