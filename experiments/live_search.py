@@ -8,7 +8,8 @@ wall-clock budget?
 Methods, each given the same search wall-clock budget (``--time-budget`` seconds), then the
 same confirmation (its top ``--top`` trained ``--confirm-steps`` steps with the benchmark recipe):
 
-- ``evolution + hidden_cov`` and ``random + hidden_cov``: training-free search;
+- ``evolution + hidden_cov`` and ``random + hidden_cov``: training-free search (with the
+  stability guard, on by default; ``random + hidden_cov, no guard`` turns it off);
 - ``evolution + hidden_cov:3+hidden_drift_l1+hidden_drift_l3 (gain 1.25)``: the best recipe of
   fitness_search.py (scored with ``--init-gain 1.25``; the top cells are trained from the
   benchmark's initialisation, as every method's are);
@@ -44,6 +45,10 @@ from search_spaces import get_space
 METHODS = {
     "evolution + hidden_cov": dict(strategy="evolution", fitness="hidden_cov"),
     "random + hidden_cov": dict(strategy="random", fitness="hidden_cov"),
+    # The same without the stability guard (nas_engine.health): what the guard is for.
+    "random + hidden_cov, no guard": dict(
+        strategy="random", fitness="hidden_cov", stability_guard=False
+    ),
     # The best training-free recipe of experiments/fitness_search.py (its fitness and init
     # gain; the scoring sizes here are this script's, as for every method).
     "evolution + hidden_cov:3+hidden_drift_l1+hidden_drift_l3 (gain 1.25)": dict(
@@ -90,6 +95,9 @@ def run_method(name: str, base: dict, args: argparse.Namespace, tmp: str) -> dic
         "best_test_ppl": round(min(ppl), 2) if ppl else None,
         "median_top_test_ppl": round(statistics.median(ppl), 2) if ppl else None,
         "top_test_ppl": [round(p, 2) for p in ppl],
+        "top_trained_without_nan": len(ppl),
+        "flagged_by_guard": outcome.summary["stability_guard"]["flagged"],
+        "answer": outcome.summary.get("answer"),
         "kendall_tau_fitness_vs_loss": confirmation["kendall_tau_fitness_vs_loss"],
         "wall_seconds": round(time.perf_counter() - began, 1),
         "notes": confirmation["notes"],
@@ -129,13 +137,16 @@ def run_presets(base: dict, args: argparse.Namespace) -> list[dict]:
 def markdown(report: dict) -> str:
     top = report["settings"]["top"]
     head = (
-        "| method | evaluated (failed) | search s | confirmation training s | compute s | "
-        f"best test ppl | median top-{top} test ppl | tau fitness vs loss (top {top}) |\n"
-        "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+        "| method | evaluated (failed) | flagged by the guard | search s | "
+        "confirmation training s | compute s | "
+        f"top {top} trained without NaN | best test ppl | median top-{top} test ppl | "
+        f"tau fitness vs loss (top {top}) |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
     )
     lines = [
-        f"| {r['method']} | {r['evaluated']} ({r['failed']}) | {r['search_seconds']} | "
-        f"{r['confirm_train_seconds']} | {r['compute_seconds']} | {r['best_test_ppl']} | "
+        f"| {r['method']} | {r['evaluated']} ({r['failed']}) | {r.get('flagged_by_guard', '-')} "
+        f"| {r['search_seconds']} | {r['confirm_train_seconds']} | {r['compute_seconds']} | "
+        f"{r.get('top_trained_without_nan', '-')} | {r['best_test_ppl']} | "
         f"{r['median_top_test_ppl']} | {r['kendall_tau_fitness_vs_loss']} |"
         for r in report["rows"]
     ]
