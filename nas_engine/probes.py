@@ -182,6 +182,7 @@ class RNNProbe:
         shared: SharedEmbedding | None = None,
         training: ProxyTraining | None = None,
         repeat: StepRepeater | None = None,
+        health: bool = False,
     ) -> None:
         self.recipe = recipe
         self.sizes = sizes
@@ -196,6 +197,9 @@ class RNNProbe:
         self.shared = shared
         self.training = training  # the trained proxy's recipe and data, when planned
         self.repeat = repeat  # how the lean forward repeats a step (CUDA graphs), if not run()
+        # The health rule is planned (nas_engine.health): the lean forward also runs the
+        # stress test's sequences.
+        self.health = health
         self._jacobians: dict[str | None, torch.Tensor] = {}
         self._loss_grads: dict[int, torch.Tensor] = {}
         self._grams: dict[int, torch.Tensor] = {}
@@ -266,6 +270,12 @@ class RNNProbe:
         with torch.no_grad():
             if not codes:  # the lean path: only the entering states, only `depth` layers
                 tokens = self.tokens.to(self.device)
+                if self.health and self.repeat is None:  # the stress test rides along
+                    *entering, extra = self.model.entering_states(
+                        tokens, self.depth, extra_state=self._stress_initial()
+                    )
+                    self.__dict__["_stress"] = _rms_per_step(extra[:STRESS_STEPS])
+                    return _Forward(entering, None)
                 entering = self.model.entering_states(tokens, self.depth, self.repeat)
                 return _Forward(entering, None)
             run = self.model.run_layers(self._embeddings, entering=True, activations=True)
@@ -320,26 +330,30 @@ class RNNProbe:
         with torch.no_grad():
             return self.model.entering_states(self.tokens.to(self.device), 1, self.repeat)
 
-    def stress_rms(self) -> list[float]:
-        """The stress test of :mod:`nas_engine.health`: the first cell's recurrence on the
-        first input sequences, from random states of RMS ``STRESS_SCALE`` (drawn on the CPU
-        from the probe's seed); the state RMS after each step."""
+    def _stress_initial(self) -> list[torch.Tensor]:
+        """The stress test's starting states: one (k, H) draw of RMS ``STRESS_SCALE`` per state
+        of the first cell, from the probe's seed (on the CPU)."""
+        cell = self.model.layers[0]
+        columns = min(STRESS_SEQUENCES, self.tokens.shape[1])
+        gen = _generator(self.seed, "stress")
+        return [
+            STRESS_SCALE * torch.randn(columns, cell.hidden_size, generator=gen)
+            for _ in range(cell.program.num_states)
+        ]
+
+    @cached_property
+    def _stress(self) -> list[float]:
         model = self.model
         cell = model.layers[0]
         program = cell.program
         steps = min(STRESS_STEPS, self.tokens.shape[0])
-        columns = min(STRESS_SEQUENCES, self.tokens.shape[1])
-        gen = _generator(self.seed, "stress")
+        initial = self._stress_initial()
+        columns = initial[0].shape[0]
         like = model.encoder.weight
         with torch.no_grad():
             weights = program.weights(cell)
             x = model.encoder(self.tokens[:steps, :columns].to(self.device))
-            state = [
-                (STRESS_SCALE * torch.randn(columns, cell.hidden_size, generator=gen))
-                .to(like.dtype)
-                .to(self.device)
-                for _ in range(program.num_states)
-            ]
+            state = [s.to(like) for s in initial]
             run = program.run(
                 weights,
                 program.project(weights, x),
@@ -349,8 +363,16 @@ class RNNProbe:
                 hidden_size=cell.hidden_size,
                 like=like,
             )
-            rms = run.outputs.double().pow(2).mean(dim=(1, 2)).sqrt()
-        return [float(v) for v in rms.cpu()]
+        return _rms_per_step(run.outputs)
+
+    def stress_rms(self) -> list[float]:
+        """The stress test of :mod:`nas_engine.health`: the first cell's recurrence on the
+        first input sequences, from random states of RMS ``STRESS_SCALE`` (drawn on the CPU
+        from the probe's seed); the state RMS after each of its first ``STRESS_STEPS`` steps.
+        With ``health`` the lean forward runs these sequences beside the scored ones, in the
+        same multiplies; otherwise (activation codes, CUDA graphs, states supplied by a cell
+        batch) they run on their own: the same numbers to float rounding."""
+        return self._stress
 
     def activation_kernel(self) -> ActivationKernel:
         """The NASWOT kernel over every activation node, step and layer (shares the forward
@@ -520,6 +542,7 @@ class RNNProber:
         self.seed = setup.seed
         self.device = device
         self.needs = frozenset(needs)
+        self.health = setup.health_check
         ids = corpus.split(setup.split)
         # The scoring input: the first T steps of the batchified split (T, B).
         self.tokens = first_batch(ids, setup.batch_size, setup.bptt).to(device)
@@ -581,7 +604,13 @@ class RNNProber:
             shared=self.shared,
             training=self.training,
             repeat=self.step_graphs,
+            health=self.health,
         )
+
+
+def _rms_per_step(outputs: torch.Tensor) -> list[float]:
+    """(S, k, H) -> the RMS of each step's states, in float64."""
+    return [float(v) for v in outputs.double().pow(2).mean(dim=(1, 2)).sqrt().cpu()]
 
 
 def _naswot_kernel(records: list[CellRecord]) -> ActivationKernel:

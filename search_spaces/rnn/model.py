@@ -487,19 +487,37 @@ class RNNLanguageModel(nn.Module):
         return self.decoder(self.run_layers(e).output)
 
     def entering_states(
-        self, tokens: torch.Tensor, num_layers: int, repeat: StepRepeater | None = None
+        self,
+        tokens: torch.Tensor,
+        num_layers: int,
+        repeat: StepRepeater | None = None,
+        extra_state: Sequence[torch.Tensor] | None = None,
     ) -> list[torch.Tensor]:
         """The first state element entering each of the first ``num_layers`` cells at every
         step, each (T, B, H_layer). Layers above ``num_layers`` are not run. ``repeat``: run
         the recurrences with :meth:`CellProgram.run_fixed` and this repeater (a
-        :class:`~.graphs.StepGraphs` replays one recorded step on a GPU)."""
+        :class:`~.graphs.StepGraphs` replays one recorded step on a GPU).
+
+        ``extra_state``: one (k, H) tensor per state of the cell; the first layer then also
+        runs k extra sequences, the first k of ``tokens``, from these states instead of zero
+        (in the same multiplies: their weights are read once a step for all columns). Their
+        outputs (T', k, H) are appended to the returned list, after the layers' states; they
+        never reach the layers above (the stress test of nas_engine.health). Not with
+        ``repeat``."""
         if num_layers > len(self.layers):
             raise ValueError(f"asked for {num_layers} layers, {len(self.layers)} were built")
+        if extra_state is not None and repeat is not None:
+            raise ValueError("extra sequences run without a step repeater")
         steps, batch = tokens.shape
         like = self.encoder.weight
-        recorded, h = [], None
+        recorded, h, extra = [], None, None
         for layer, cell in enumerate(self.layers[:num_layers]):
-            weights = cell.program.weights(cell, batch_size=batch)
+            width = batch
+            if layer == 0 and extra_state is not None:
+                k = extra_state[0].shape[0]
+                tokens = torch.cat([tokens, tokens[:, :k]], dim=1)
+                width = batch + k
+            weights = cell.program.weights(cell, batch_size=width)
             if layer == 0:
                 projected = self._project_tokens(cell, weights, tokens)
             else:
@@ -509,7 +527,7 @@ class RNNLanguageModel(nn.Module):
             # layer's last step is never needed.
             sequence = {
                 "steps": steps - 1 if top else steps,
-                "batch_size": batch,
+                "batch_size": width,
                 "hidden_size": cell.hidden_size,
                 "like": like,
             }
@@ -520,11 +538,18 @@ class RNNLanguageModel(nn.Module):
                 recorded.append(torch.cat([first, outputs[: steps - 1]]))
                 h = outputs
                 continue
-            run = cell.program.run(weights, projected, None, entering=True, **sequence)
+            state = None
+            if width != batch:
+                zeros = like.new_zeros(batch, cell.hidden_size)
+                state = [torch.cat([zeros, s.to(like)]) for s in extra_state]
+            run = cell.program.run(weights, projected, state, entering=True, **sequence)
             entering = [*run.entering, run.state[0]] if top else run.entering
-            recorded.append(torch.stack(entering))
             h = run.outputs
-        return recorded
+            if width != batch:  # the stack copies anyway: the scored columns come out whole
+                entering = [e[:batch] for e in entering]
+                extra, h = h[:, batch:], h[:, :batch]
+            recorded.append(torch.stack(entering))
+        return recorded if extra is None else [*recorded, extra]
 
     def _project_tokens(
         self, cell: RecipeCell, weights: CellWeights, tokens: torch.Tensor
