@@ -9,7 +9,7 @@ Methods, each given the same search wall-clock budget (``--time-budget`` seconds
 same confirmation (its top ``--top`` trained ``--confirm-steps`` steps with the benchmark recipe):
 
 - ``evolution + hidden_cov`` and ``random + hidden_cov``: training-free search (with the
-  stability guard, on by default; ``random + hidden_cov, no guard`` turns it off);
+  stability guard, on by default; ``random + hidden_cov (no guard)`` turns it off);
 - ``evolution + hidden_cov:3+hidden_drift_l1+hidden_drift_l3 (gain 1.25)``: the best recipe of
   fitness_search.py (scored with ``--init-gain 1.25``; the top cells are trained from the
   benchmark's initialisation, as every method's are);
@@ -46,7 +46,7 @@ METHODS = {
     "evolution + hidden_cov": dict(strategy="evolution", fitness="hidden_cov"),
     "random + hidden_cov": dict(strategy="random", fitness="hidden_cov"),
     # The same without the stability guard (nas_engine.health): what the guard is for.
-    "random + hidden_cov, no guard": dict(
+    "random + hidden_cov (no guard)": dict(
         strategy="random", fitness="hidden_cov", stability_guard=False
     ),
     # The best training-free recipe of experiments/fitness_search.py (its fitness and init

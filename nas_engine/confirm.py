@@ -133,11 +133,12 @@ def answer(table: list[dict], fitness_weight: float) -> dict | None:
     largest ``blend = loss_rank + fitness_weight * fitness_rank``, each a mid-rank among the
     confirmed rows with the larger rank the better (the lowest confirmed loss, the best
     fitness); a training that failed or has no finite loss ranks below every finite loss;
-    ties go to the better fitness. None when nothing was confirmed."""
-    if not table:
-        return None
+    ties go to the better fitness. None when no confirmed training reached a finite loss
+    (nothing was confirmed, or every one failed): no architecture is then worth trusting."""
     rows = sorted(table, key=lambda row: row["rank"])
     losses = [_confirmed_loss(row) for row in rows]
+    if all(loss is None for loss in losses):
+        return None
     by_loss = rankdata([-(loss if loss is not None else math.inf) for loss in losses])
     by_fitness = rankdata([-row["rank"] for row in rows])
     blend = [float(a + fitness_weight * b) for a, b in zip(by_loss, by_fitness, strict=True)]

@@ -480,8 +480,8 @@ def _pareto_summary(fitness: Fitness, tracker: FrontTracker, results: list[Resul
             "reference_point": tracker.reference_in_units(),
             "reference_rule": "given (--reference-point)"
             if tracker.user_reference
-            else "the first --population ranked results' worst values, 10% further "
-            "(nas_engine.pareto)",
+            else "per objective, the upper quartile of the first --population ranked results' "
+            "direction-applied values (nas_engine.pareto)",
             "series": series,
         },
     }

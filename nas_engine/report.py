@@ -99,6 +99,8 @@ def run_with_progress(config: SearchConfig, progress: bool = True) -> int:
         print(f"confirmed: {outcome.out / 'confirmed.jsonl'}")
     print(f"results: {outcome.out / 'results.jsonl'}\nsummary: {outcome.out / 'summary.json'}")
     chosen = outcome.summary.get("answer")
+    if "answer" in outcome.summary and chosen is None:
+        print("answer: none (no confirmed training reached a finite loss)")
     if chosen is not None:
         loss = chosen["confirmed_loss"]
         shown = f"confirmed loss {loss:.4f}" if loss is not None else "no confirmed loss"

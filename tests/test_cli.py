@@ -41,6 +41,13 @@ OPTIONS = [
     "--init-gain",
     "--cuda-graphs",
     "--cell-batch",
+    "--stability-guard",
+    "--no-stability-guard",
+    "--stability-threshold",
+    "--answer-blend",
+    "--objectives",
+    "--reference-point",
+    "--max-params",
 ]
 
 
@@ -144,6 +151,13 @@ def test_list_metrics() -> None:
         (["--init-gain", "nan"], ["--init-gain"]),
         (["--init-gain", "inf"], ["init-gain", "finite"]),
         (["--space", "bert", "--init-gain", "2"], ["--init-gain", "rnn"]),
+        (["--objectives", "hidden_cov,params", "--fitness", "params"], ["--objectives"]),
+        (["--objectives", "hidden_cov"], ["at least two"]),
+        (["--objectives", "hidden_cov,params:smallest"], [":min or :max"]),
+        (["--objectives", "hidden_cov,params", "--reference-point", "1"], ["2 objectives"]),
+        (["--stability-threshold", "nan"], ["stability threshold"]),
+        (["--answer-blend", "-1"], ["answer blend"]),
+        (["--strategy", "nsga2"], ["--objectives"]),
     ],
     ids=[
         "space",
@@ -157,6 +171,13 @@ def test_list_metrics() -> None:
         "gain-nan",
         "gain-inf",
         "gain-bert",
+        "objectives-and-fitness",
+        "one-objective",
+        "objective-suffix",
+        "reference-length",
+        "threshold-nan",
+        "blend-negative",
+        "nsga2-alone",
     ],  # fmt: skip
 )
 def test_bad_input_exits_2_with_one_line(tmp_path: Path, args: list[str], needles) -> None:
@@ -236,3 +257,18 @@ def test_bad_execution_options_exit_2_with_one_line(
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_multi_objective_search_from_the_command_line(tmp_path: Path) -> None:
+    out = tmp_path / "mo"
+    proc = run_cli(
+        "--objectives", "hidden_cov,params:min", "--budget", "12", "--population", "4",
+        "--max-params", "10000000", "--out", str(out), "--no-progress", *TINY_ARGS,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["fitness_spec"] == "hidden_cov,params:min"
+    assert summary["pareto_front"] and (out / "pareto.png").exists()
+    config = json.loads((out / "config.json").read_text())
+    assert config["objectives"] == ["hidden_cov", "params:min"]
+    assert config["stability_guard"] is True and config["max_params"] == 10_000_000

@@ -78,6 +78,24 @@ def test_the_top_k_are_trained_in_rank_order(confirmed_run) -> None:
     assert on_disk["confirmation"]["table"] == table
 
 
+def test_the_answer_is_the_best_blend_of_loss_rank_and_fitness_rank(confirmed_run) -> None:
+    out, summary = confirmed_run
+    table = summary["confirmation"]["table"]
+    chosen = summary["answer"]
+    assert set(chosen) == {"arch_id", "confirmed_loss", "fitness_rank", "blend"}
+    # The rule by hand, with the default weight 0.25: 3 rows, mid-ranks 1..3, larger better.
+    by_loss = {row["arch_id"]: 1 + sum(o["test_loss"] > row["test_loss"] for o in table)
+               for row in table}  # fmt: skip
+    blends = {row["arch_id"]: by_loss[row["arch_id"]] + 0.25 * (4 - row["rank"]) for row in table}
+    best = max(table, key=lambda row: (blends[row["arch_id"]], -row["rank"]))
+    assert chosen["arch_id"] == best["arch_id"]
+    assert chosen["fitness_rank"] == best["rank"]
+    assert chosen["confirmed_loss"] == best["test_loss"]
+    assert chosen["blend"] == pytest.approx(blends[best["arch_id"]])
+    assert "0.25" in summary["answer_rule"]
+    assert json.loads((out / "summary.json").read_text())["answer"] == chosen
+
+
 def test_a_resumed_run_does_not_train_again(confirmed_run, small_corpus: str) -> None:
     out, summary = confirmed_run
     before = (out / "confirmed.jsonl").read_text()

@@ -226,6 +226,7 @@ def test_the_answer_blends_loss_rank_and_fitness_rank() -> None:
     # A failed training never beats a finite loss, whatever its fitness rank.
     assert answer([row(1, None, "failed"), row(2, 9.0)], 0.9)["arch_id"] == "a2"
     assert answer([], 0.25) is None
+    assert answer([row(1, None, "failed"), row(2, None, "failed")], 0.25) is None
 
 
 def _hand_result(index: int, a: float, b: float, *, ok: bool = True, flagged: bool = False):
@@ -276,6 +277,7 @@ def test_a_multi_objective_run_writes_its_front_hypervolume_and_picture(tmp_path
     front = summary["pareto_front"]
     assert front and set(front[0]) == {"arch_id", "objectives"}
     assert set(front[0]["objectives"]) == {"hidden_cov", "params"}
+    assert set(summary["hypervolume"]["reference_point"]) == {"hidden_cov", "params"}
     ids = [f["arch_id"] for f in front]
     fitness = Fitness.from_objectives(["hidden_cov", "params:min"], "rnn")
     assert ids == [r.arch_id for r in pareto_front(fitness, run.results)]
