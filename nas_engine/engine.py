@@ -514,6 +514,13 @@ def _write_pareto_plot(fitness: Fitness, results: list[Result], path: Path) -> N
         ms=4,
         label=f"Pareto front ({len(front)})",
     )
+    for values, set_scale in (
+        ([r.metrics[a.metric.name] for r in ranked], ax.set_xscale),
+        ([r.metrics[b.metric.name] for r in ranked], ax.set_yscale),
+    ):
+        magnitudes = [abs(v) for v in values]
+        if magnitudes and max(magnitudes) > 100 * max(min(magnitudes), 1.0):
+            set_scale("symlog")  # a long tail (hidden_cov's) would squash the front to a line
     ax.set_xlabel(f"{a.label} ({'higher' if a.sign > 0 else 'lower'} is better)")
     ax.set_ylabel(f"{b.label} ({'higher' if b.sign > 0 else 'lower'} is better)")
     if len(fitness.components) > 2:
