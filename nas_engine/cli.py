@@ -137,9 +137,9 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--strategy",
         choices=STRATEGIES,
-        default=d.strategy,
-        help="evolution (aging evolution, DEAP tournament selection) or random "
-        "(default: %(default)s)",
+        default=None,
+        help="evolution (aging evolution, DEAP tournament selection), random, or nsga2 "
+        "(multi-objective, with --objectives) (default: evolution; nsga2 with --objectives)",
     )
     p.add_argument(
         "--budget",
@@ -245,8 +245,9 @@ def add_trust_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=d.stability_threshold,
         metavar="X",
-        help="the guard's limit on the stress growth: log10 of the largest state RMS over 10 "
-        "steps started at RMS 10, over 10 (default: %(default)s, a tenfold growth)",
+        help="the guard's limit on the stress growth, log10(largest state RMS / 10) over 10 "
+        "steps of the first cell started from states of RMS 10 (default: %(default)s: a cell "
+        "whose state grows tenfold is flagged)",
     )
     group.add_argument(
         "--answer-blend",
@@ -260,7 +261,7 @@ def add_trust_options(parser: argparse.ArgumentParser) -> None:
         "--objectives",
         default=None,
         metavar="A,B[,C]",
-        help="multi-objective search: NSGA-II (DEAP) over these metrics, each with its "
+        help="multi-objective search: NSGA-II (DEAP) over these 2 to 4 metrics, each with its "
         "direction or METRIC:min / METRIC:max (e.g. hidden_cov,params:min); writes the Pareto "
         "front, its hypervolume and pareto.png; replaces --fitness; --strategy random works too",
     )
@@ -432,7 +433,7 @@ def search_main(argv: list[str] | None = None) -> int:
         space=args.space,
         restrict=args.restrict,
         fitness=args.fitness or SearchConfig().fitness,
-        strategy=args.strategy,
+        strategy=args.strategy or ("nsga2" if args.objectives else SearchConfig().strategy),
         budget=args.budget,
         time_budget=args.time_budget,
         population=args.population,

@@ -11,6 +11,9 @@ from .scoring import ScoringSetup
 # The regret simulation's selected design (experiments/regret_simulation.py, docs): the
 # confirmed architecture with the best blend 0.25 * fitness rank + 0.75 * loss rank.
 DEFAULT_ANSWER_BLEND = 0.25
+# Multi-objective search takes 2 to this many objectives (NSGA-II's DEAP classes are made for
+# each count at import).
+MAX_OBJECTIVES = 4
 
 
 class ConfigError(ValueError):
@@ -130,7 +133,11 @@ class SearchConfig:
             raise ConfigError(f"time budget must be > 0 seconds, got {self.time_budget}")
         if self.strategy == "evolution" and self.population < 2:
             raise ConfigError("population must be at least 2 for evolution")
-        if self.tournament > self.population:
+        if (
+            self.tournament > self.population
+            and self.strategy == "evolution"
+            and not self.objectives
+        ):
             raise ConfigError("tournament size must not exceed the population")
         if self.batch_size < 2:
             raise ConfigError("batch size must be at least 2 (correlations need several rows)")
@@ -166,6 +173,10 @@ class SearchConfig:
                 )
             if not all(math.isfinite(v) for v in self.reference_point):
                 raise ConfigError("--reference-point values must be finite numbers")
+        if self.objectives and not 2 <= len(self.objectives) <= MAX_OBJECTIVES:
+            raise ConfigError(
+                f"--objectives takes 2 to {MAX_OBJECTIVES} metrics, got {len(self.objectives)}"
+            )
         if self.strategy == "nsga2" and not self.objectives:
             raise ConfigError("--strategy nsga2 needs --objectives METRIC,METRIC[,...]")
         if self.objectives and self.strategy in ("evolution", "nsga2") and self.population < 4:

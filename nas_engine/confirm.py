@@ -154,10 +154,11 @@ def answer(table: list[dict], fitness_weight: float) -> dict | None:
 def answer_rule(fitness_weight: float) -> str:
     """The answer's rule in words (summary.json's ``answer_rule``)."""
     return (
-        f"the confirmed architecture with the largest loss rank + {fitness_weight:g} x fitness "
-        "rank (mid-ranks among the confirmed, larger is better: the lowest confirmed loss, the "
-        "best fitness; a failed training ranks last; ties: the better fitness); the regret "
-        "simulation's two-stage blend"
+        f"the confirmed architecture with the largest blend = loss score + {fitness_weight:g} x "
+        "fitness score, each its mid-rank among the K confirmed counted from the worst (1) to "
+        "the best (K): the lowest confirmed loss and the best fitness score K (so the answer's "
+        "fitness_rank r, 1 = best, scores K + 1 - r); a failed training scores below every "
+        "finite loss; ties go to the better fitness. The regret simulation's two-stage blend"
     )
 
 

@@ -227,6 +227,7 @@ def run_search(
                 summary.update(_pareto_summary(prep.fitness, standings.front, results))
                 _write_pareto_plot(prep.fitness, results, store.root / "pareto.png")
             summary["resumed_from"] = restored if config.resume else None
+            summary["search_strategy"] = strategy.name  # nsga2 where objectives make it so
             # How the scores were computed, beside where: not part of a run's identity (the
             # same scores, or the same to float32 rounding), so recorded here.
             summary["execution"] = {

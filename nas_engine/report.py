@@ -74,9 +74,11 @@ def run_with_progress(config: SearchConfig, progress: bool = True) -> int:
         if bar is not None:
             bar.close()
     s = outcome.summary
+    flagged = s["stability_guard"]["flagged"]
     print(
-        f"evaluated {s['evaluated']} architectures ({s['ok']} ok, {s['failed']} failed) in "
-        f"{s['total_seconds']:.1f} s; stopped by {s['stopped_by']}"
+        f"evaluated {s['evaluated']} architectures ({s['ok']} ok, {s['failed']} failed"
+        + (f", {flagged} ok ones flagged by the stability guard" if flagged else "")
+        + f") in {s['total_seconds']:.1f} s; stopped by {s['stopped_by']}"
     )
     if outcome.fitness is not None and outcome.fitness.is_ensemble:
         print(f"fitness {outcome.fitness.name}: rank-based ensemble, against all ok results")
@@ -95,7 +97,14 @@ def run_with_progress(config: SearchConfig, progress: bool = True) -> int:
         with pd.option_context("display.width", 200, "display.max_columns", 20):
             print(table.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
         tau = confirmation["kendall_tau_fitness_vs_loss"]
-        print(f"Kendall tau, fitness vs confirmed loss: {tau if tau is not None else 'n/a'}")
+        n = sum(row["status"] == "ok" for row in confirmation["table"])
+        if tau is None or n < 5:
+            print(f"Kendall tau, fitness vs confirmed loss: n/a (n = {n}; shown from n = 5)")
+        else:
+            print(
+                f"Kendall tau, fitness vs confirmed loss: {tau} (n = {n}; negative means a "
+                "higher fitness went with a lower loss, as hoped)"
+            )
         print(f"confirmed: {outcome.out / 'confirmed.jsonl'}")
     print(f"results: {outcome.out / 'results.jsonl'}\nsummary: {outcome.out / 'summary.json'}")
     chosen = outcome.summary.get("answer")
@@ -104,8 +113,10 @@ def run_with_progress(config: SearchConfig, progress: bool = True) -> int:
     if chosen is not None:
         loss = chosen["confirmed_loss"]
         shown = f"confirmed loss {loss:.4f}" if loss is not None else "no confirmed loss"
+        weight = config.answer_blend
         print(
-            f"answer: {chosen['arch_id']} (fitness rank {chosen['fitness_rank']}, {shown}; "
-            f"{outcome.summary['answer_rule'].split(';')[0]})"
+            f"answer: {chosen['arch_id']} (fitness rank {chosen['fitness_rank']}, {shown}): "
+            f"the best blend of confirmed-loss rank and {weight:g} x fitness rank among the "
+            "confirmed (summary.json: answer_rule)"
         )
     return 0

@@ -152,12 +152,22 @@ def test_list_metrics() -> None:
         (["--init-gain", "inf"], ["init-gain", "finite"]),
         (["--space", "bert", "--init-gain", "2"], ["--init-gain", "rnn"]),
         (["--objectives", "hidden_cov,params", "--fitness", "params"], ["--objectives"]),
-        (["--objectives", "hidden_cov"], ["at least two"]),
+        (["--objectives", "hidden_cov"], ["2 to 4"]),
         (["--objectives", "hidden_cov,params:smallest"], [":min or :max"]),
         (["--objectives", "hidden_cov,params", "--reference-point", "1"], ["2 objectives"]),
         (["--stability-threshold", "nan"], ["stability threshold"]),
         (["--answer-blend", "-1"], ["answer blend"]),
         (["--strategy", "nsga2"], ["--objectives"]),
+        (["--objectives", "hidden_cov,params,synflow,grad_norm,ntk_trace"], ["2 to 4"]),
+        (
+            [
+                "--objectives",
+                "hidden_cov,params,synflow,grad_norm,ntk_trace",
+                "--strategy",
+                "random",
+            ],
+            ["2 to 4"],
+        ),
     ],
     ids=[
         "space",
@@ -178,6 +188,8 @@ def test_list_metrics() -> None:
         "threshold-nan",
         "blend-negative",
         "nsga2-alone",
+        "five-objectives",
+        "five-objectives-random",
     ],  # fmt: skip
 )
 def test_bad_input_exits_2_with_one_line(tmp_path: Path, args: list[str], needles) -> None:
@@ -269,6 +281,8 @@ def test_a_multi_objective_search_from_the_command_line(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["fitness_spec"] == "hidden_cov,params:min"
     assert summary["pareto_front"] and (out / "pareto.png").exists()
+    assert summary["search_strategy"] == "nsga2"
     config = json.loads((out / "config.json").read_text())
     assert config["objectives"] == ["hidden_cov", "params:min"]
+    assert config["strategy"] == "nsga2"
     assert config["stability_guard"] is True and config["max_params"] == 10_000_000

@@ -233,3 +233,23 @@ def test_confirmation_training_runs_on_the_ray_workers(tmp_path: Path) -> None:
     records = [json.loads(line) for line in lines]
     assert all(r["status"] == "ok" and r["training"]["steps"] == 2 for r in records)
     assert sorted(r["rank"] for r in records) == [1, 2]
+
+
+def test_nsga2_on_ray_workers_with_the_guard_and_a_front(tmp_path: Path) -> None:
+    out = tmp_path / "mo"
+    results = nas_engine.search(
+        budget=16,
+        seed=1,
+        out=str(out),
+        executor="ray",
+        workers=2,
+        objectives=("hidden_cov", "params:min"),
+        **TINY,
+    )
+    assert len(results) == 16
+    assert any(r.origin.startswith("mutate:") for r in results), "NSGA-II bred on Ray"
+    assert all("stress_growth" in r.details for r in results if r.ok)
+    summary = json.loads((out / "summary.json").read_text())
+    front = {f["arch_id"] for f in summary["pareto_front"]}
+    assert front and front <= {r.arch_id for r in results if r.ranked}
+    assert len(summary["hypervolume"]["series"]) == 16

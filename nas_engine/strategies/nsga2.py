@@ -20,12 +20,11 @@ from deap import base, creator, tools
 
 from search_spaces import SearchSpace
 
+from ..config import MAX_OBJECTIVES
 from ..fitness import Fitness
 from ..result import Candidate, Result
 from .base import Strategy
 from .evolution import _deap_random
-
-MAX_OBJECTIVES = 4
 
 # DEAP's creator classes are made once, at import: one per number of objectives (every
 # objective is maximised: its direction is applied before it reaches DEAP).
