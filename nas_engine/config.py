@@ -11,6 +11,9 @@ from .scoring import ScoringSetup
 # The regret simulation's selected design (experiments/regret_simulation.py, docs): the
 # confirmed architecture with the best blend 0.25 * fitness rank + 0.75 * loss rank.
 DEFAULT_ANSWER_BLEND = 0.25
+# The longest --eval-timeout: the in-process limit is a POSIX interval timer, which overflows
+# the platform's time_t near 1e10 s; a limit of 115 days is no limit in practice.
+MAX_EVAL_TIMEOUT = 1e7
 # Multi-objective search takes 2 to this many objectives (NSGA-II's DEAP classes are made for
 # each count at import).
 MAX_OBJECTIVES = 4
@@ -129,6 +132,13 @@ class SearchConfig:
                 raise ConfigError(
                     f"{name.replace('_', '-')} must be an integer >= 1, got {value!r}"
                 )
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**64:
+            raise ConfigError(f"seed must be an integer in [0, 2^64), got {self.seed!r}")
+        if self.bptt < 2:
+            raise ConfigError(
+                f"bptt must be at least 2, got {self.bptt}: every score compares the states of "
+                "several steps (with one step every cell scores the same)"
+            )
         if self.time_budget is not None and self.time_budget <= 0:
             raise ConfigError(f"time budget must be > 0 seconds, got {self.time_budget}")
         if self.strategy == "evolution" and self.population < 2:
@@ -256,8 +266,11 @@ class SearchConfig:
             raise ConfigError(f"workers must be an integer >= 1, got {self.workers!r}")
         if not 0 <= self.gpus_per_worker <= 64:
             raise ConfigError(f"gpus per worker must be in [0, 64], got {self.gpus_per_worker}")
-        if self.eval_timeout is not None and self.eval_timeout <= 0:
-            raise ConfigError(f"eval timeout must be > 0 seconds, got {self.eval_timeout}")
+        if self.eval_timeout is not None and not 0 < self.eval_timeout <= MAX_EVAL_TIMEOUT:
+            raise ConfigError(
+                f"eval timeout must be > 0 and at most {MAX_EVAL_TIMEOUT:.0e} seconds, got "
+                f"{self.eval_timeout}"
+            )
         if not isinstance(self.worker_batch, int) or self.worker_batch < 1:
             raise ConfigError(f"worker batch must be an integer >= 1, got {self.worker_batch!r}")
         if self.worker_batch > 1:

@@ -121,13 +121,15 @@ def prepare(config: SearchConfig) -> _Prepared:
         raise ConfigError("--resume needs --out: the folder of the run to resume")
     store = RunStore(config.out or default_out(config), defaults=SearchConfig().identity())
     try:
+        store.claim()  # held until the run ends: a second run or resume of it is refused
         if config.resume:
             store.check_resumable(config.identity())
         else:
             store.check_free(config.identity())
-    except RunFolderError as exc:
+        plan = plan_confirmation(config, corpus) if config.confirm_top else None
+    except (RunFolderError, ConfigError) as exc:
+        store.release()
         raise ConfigError(str(exc)) from None
-    plan = plan_confirmation(config, corpus) if config.confirm_top else None
     return _Prepared(config, fitness, corpus, store, plan)
 
 
@@ -156,6 +158,20 @@ def run_search(
     on timing, see README).
     """
     prep = prepare(config)
+    try:
+        return _run_prepared(prep, executor, on_result, on_start, on_confirmed)
+    finally:
+        prep.store.release()
+
+
+def _run_prepared(
+    prep: _Prepared,
+    executor: Executor | None,
+    on_result: Callable[[Result, Result | None], None] | None,
+    on_start: Callable[[str, int], None] | None,
+    on_confirmed: Callable[[dict], None] | None,
+) -> SearchOutcome:
+    config = prep.config
     store = prep.store
     space = get_space(config.space, config.restrict)
     strategy = make_strategy(
@@ -266,8 +282,11 @@ class _History:
 def _replay(store: RunStore, strategy: Strategy, standings: _Standings) -> _History:
     """Feed a run's recorded proposals and results back through a fresh strategy, in the
     order they happened; check that it proposes what the run proposed."""
-    results = store.read_results()
-    proposals = store.read_proposals()
+    try:
+        results = store.read_results()
+        proposals = store.read_proposals()
+    except RunFolderError as exc:
+        raise ConfigError(f"--resume: {exc}") from None
     asked: dict[str, Candidate] = {}
     told = 0
 

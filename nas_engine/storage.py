@@ -4,6 +4,7 @@ before it: what ``--resume`` replays) and ``summary.json`` (written atomically a
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Mapping
@@ -31,6 +32,50 @@ class RunStore:
         self.confirmed_path = self.root / "confirmed.jsonl"
         self._file = None
         self._proposals = None
+        self._lock: int | None = None  # the folder's descriptor, holding its flock
+        self._created = False
+
+    def claim(self) -> None:
+        """Create the folder if it is absent and lock it for this process: an exclusive
+        ``flock`` on the folder itself (nothing is written in it), which the OS releases when
+        the process ends, however it ends, so a run killed by SIGKILL can be resumed. Raises
+        :class:`RunFolderError` when the folder cannot be created or written, or another
+        process holds it (a run still going, or a ``--resume`` of it)."""
+        where = f"--out {str(self.root)!r}"
+        if self.root.exists() and not self.root.is_dir():
+            raise RunFolderError(f"{where} is a file, not a folder")
+        created = not self.root.exists()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(self.root, os.O_RDONLY)
+        except OSError as exc:
+            raise RunFolderError(f"{where} cannot be created: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(descriptor)
+            raise RunFolderError(
+                f"{where} is in use by another run (a process holds its lock); wait for it to "
+                "end, or choose another --out"
+            ) from None
+        self._lock, self._created = descriptor, created
+        check = self.root / ".nas-engine-write-check"
+        try:
+            check.write_text("")
+            check.unlink()
+        except OSError as exc:
+            self.release()
+            raise RunFolderError(f"{where} cannot be written: {exc.strerror or exc}") from None
+
+    def release(self) -> None:
+        """Give the folder's lock back; a folder this store created and left empty goes too
+        (a run refused before it wrote anything leaves nothing behind)."""
+        if self._lock is None:
+            return
+        os.close(self._lock)  # closing the descriptor releases its flock
+        self._lock = None
+        if self._created and not any(self.root.iterdir()):
+            self.root.rmdir()
 
     def check_free(self, config: dict) -> None:
         """Raise unless the folder is absent, empty, or holds nothing of a run."""
@@ -91,7 +136,15 @@ class RunStore:
         _append_line(self._proposals, json.dumps(line, separators=(",", ":")))
 
     def read_proposals(self) -> list[dict]:
-        return _read_jsonl(self.proposals_path)
+        """The journal of proposals, checked line by line (RunFolderError names a bad one)."""
+        proposals = _read_jsonl(self.proposals_path)
+        for number, p in enumerate(proposals):
+            if not (isinstance(p, dict) and {"n", "key", "after"} <= set(p) and p["n"] == number):
+                raise RunFolderError(
+                    f"{self.proposals_path} line {number + 1} is not proposal {number}: the "
+                    "journal is damaged, so the run cannot be resumed exactly"
+                )
+        return proposals
 
     def read_confirmed(self) -> list[dict]:
         return _read_jsonl(self.confirmed_path)
@@ -110,7 +163,23 @@ class RunStore:
         self._file = self._proposals = None
 
     def read_results(self) -> list[Result]:
-        return [Result(**record) for record in _read_jsonl(self.results_path)]
+        """The results in order, checked: each line a whole record, indices 0, 1, 2, ... and
+        no architecture twice (RunFolderError names the first line that is not)."""
+        results, seen = [], set()
+        for number, record in enumerate(_read_jsonl(self.results_path)):
+            where = f"{self.results_path} line {number + 1}"
+            try:
+                result = Result(**record)
+            except TypeError as exc:
+                raise RunFolderError(f"{where} is not a result record ({exc})") from None
+            if result.index != number or result.arch_id in seen:
+                raise RunFolderError(
+                    f"{where} holds result {result.index} ({result.arch_id}) where result "
+                    f"{number} belongs: a record is duplicated or missing"
+                )
+            seen.add(result.arch_id)
+            results.append(result)
+        return results
 
 
 def _append_line(f, line: str) -> None:
@@ -124,9 +193,20 @@ def _read_jsonl(path: Path) -> list[dict]:
     is ignored."""
     if not path.exists():
         return []
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunFolderError(f"{path} cannot be read: {exc}") from None
     complete = text[: text.rfind("\n") + 1]
-    return [json.loads(line) for line in complete.splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(complete.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise RunFolderError(f"{path} line {number} is not JSON ({exc.msg})") from None
+    return records
 
 
 def _drop_partial_line(path: Path) -> None:

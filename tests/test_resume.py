@@ -217,3 +217,81 @@ def test_eval_timeout_in_process_records_failures_and_goes_on(tmp_path: Path) ->
     assert all("timed out" in r.error and "--eval-timeout 0.001" in r.error for r in results)
     # The timer is gone afterwards: nothing fires later in this process.
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_a_folder_in_use_is_refused_and_freed_by_a_kill(tmp_path: Path) -> None:
+    """Two runs on one --out: the second (and a --resume while the first runs) is one line
+    and exit 2, with nothing written; once the first is SIGKILLed its lock is gone."""
+    out = tmp_path / "run"
+    proc = start_search(out)
+    try:
+        stop_after_results = out / "results.jsonl"
+        deadline = time.monotonic() + 180
+        while not (stop_after_results.exists() and stop_after_results.read_text().count("\n")):
+            assert time.monotonic() < deadline and proc.poll() is None, "the first run ended"
+            time.sleep(0.02)
+        before = (out / "results.jsonl").read_bytes()
+        for extra in ((), ("--resume",)):
+            second = run_module("nas_engine.search", *SEARCH, "--out", str(out), *extra)
+            assert second.returncode == 2, second.stderr
+            lines = second.stderr.strip().splitlines()
+            assert len(lines) == 1 and "in use by another run" in lines[0], second.stderr
+        assert (out / "results.jsonl").read_bytes().startswith(before)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    done = run_module("nas_engine.search", *SEARCH, "--out", str(out), "--resume", timeout=300)
+    assert done.returncode == 0, done.stderr[-1000:]
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in records] == list(range(BUDGET))
+
+
+def test_a_held_folder_is_refused_in_process_and_free_after(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    holder = RunStore(out)
+    holder.claim()
+    try:
+        with pytest.raises(ConfigError, match="in use by another run"):
+            nas_engine.search(budget=3, out=str(out), seed=1, **TINY)
+    finally:
+        holder.release()
+    assert len(nas_engine.search(budget=3, out=str(out), seed=1, **TINY)) == 3
+
+
+@pytest.mark.parametrize("where", ["file/sub", "/proc/nas-engine-test/run"])
+def test_an_out_that_cannot_be_created_is_one_line_and_exit_2(tmp_path: Path, where: str) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    out = where if where.startswith("/") else str(tmp_path / where)
+    proc = run_module("nas_engine.search", "--budget", "2", "--out", out, "--hidden-size", "16",
+                      "--embedding-size", "16", "--batch-size", "4", "--bptt", "8")  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot be created" in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        (lambda lines: lines[:3] + ["garbage\n"] + lines[3:], "line 4 is not JSON"),
+        (lambda lines: lines[:3] + [lines[3][:20] + "\n"] + lines[4:], "line 4 is not JSON"),
+        (lambda lines: lines[:3] + ['{"index": 3}\n'] + lines[4:], "line 4 is not a result"),
+        (lambda lines: lines[:4] + [lines[3]] + lines[5:], "line 5 holds result 3"),
+        (lambda lines: lines[:3] + lines[4:], "line 4 holds result 4"),
+    ],
+    ids=["garbage", "torn-with-newline", "wrong-shape", "duplicated", "missing"],
+)
+def test_a_damaged_results_file_is_refused_on_resume_with_its_line(
+    tmp_path: Path, damage, match: str
+) -> None:
+    out = tmp_path / "run"
+    nas_engine.search(budget=6, out=str(out), seed=1, **TINY)
+    path = out / "results.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(damage(lines)))
+    with pytest.raises(ConfigError, match=match):
+        nas_engine.search(budget=6, out=str(out), seed=1, resume=True, **TINY)
+    proc = run_module("nas_engine.search", "--budget", "6", "--out", str(out), "--seed", "1",
+                      "--resume", "--hidden-size", "16", "--embedding-size", "16",
+                      "--batch-size", "8", "--bptt", "10", "--population", "4",
+                      "--tournament", "2")  # fmt: skip
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -190,6 +190,11 @@ def test_time_budget_stops_early(tmp_path: Path, strategy: str) -> None:
         ({"layers": 1, "fitness": "hidden_cov_l2"}, "needs at least 2 layers"),
         ({"device": "tpu"}, "unknown device"),
         ({"bptt": 10_000_000}, "too few"),
+        ({"bptt": 1}, "bptt must be at least 2"),
+        ({"seed": -1}, "seed must be an integer"),
+        ({"seed": 99999999999999999999999}, "seed must be an integer"),
+        ({"eval_timeout": float("inf")}, "eval timeout"),
+        ({"eval_timeout": 1e10}, "eval timeout"),
         ({"cell_batch": True}, "--cell-batch.*--worker-batch N with N >= 2"),
         ({"cell_batch": True, "worker_batch": 4, "space": "bert"}, "--cell-batch.*--space rnn"),
         (
