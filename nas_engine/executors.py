@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import socket
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -263,13 +264,21 @@ class RayExecutor(Executor):
         except ImportError as exc:  # pragma: no cover - ray is a dependency
             raise ExecutorError(f"--executor ray needs the ray package: {exc}") from None
         if not ray.is_initialized():
+            if self.address is not None:
+                _check_reachable(self.address)
             try:
                 if self.address is None:
+                    # "local": a private instance of this run's own, whatever RAY_ADDRESS or
+                    # the cluster file that `ray start` leaves behind say (without it Ray
+                    # joins that cluster, or hangs retrying it when its head is gone), on
+                    # the loopback address only.
                     ray.init(
+                        address="local",
                         num_cpus=self.num_cpus,
                         include_dashboard=False,
                         log_to_driver=False,
                         configure_logging=False,
+                        _node_ip_address="127.0.0.1",
                     )
                 else:
                     ray.init(address=self.address, log_to_driver=False, configure_logging=False)
@@ -470,6 +479,26 @@ class RayExecutor(Executor):
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+REACH_SECONDS = 10.0  # how long a HOST:PORT cluster address gets to accept a connection
+
+
+def _check_reachable(address: str) -> None:
+    """Raise :class:`ExecutorError` unless a ``HOST:PORT`` address accepts a TCP connection
+    within ``REACH_SECONDS`` (Ray itself retries an address that is not there for minutes).
+    ``auto`` and ``ray://`` addresses are left to Ray."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), REACH_SECONDS):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ExecutorError(
+            f"--ray-address {address}: no Ray head answers there ({reason})"
+        ) from None
 
 
 def make_executor(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import PTB_DIR, require, run_module
+from helpers import PTB_DIR, REPO_ROOT, require, run_module
 
 TINY_ARGS = [
     "--hidden-size",
@@ -286,3 +289,27 @@ def test_a_multi_objective_search_from_the_command_line(tmp_path: Path) -> None:
     assert config["objectives"] == ["hidden_cov", "params:min"]
     assert config["strategy"] == "nsga2"
     assert config["stability_guard"] is True and config["max_params"] == 10_000_000
+
+
+def test_an_unreachable_ray_address_is_one_line_and_exit_2_at_once(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    started = time.monotonic()
+    proc = run_cli("--executor", "ray", "--ray-address", "127.0.0.1:1", "--budget", "2",
+                   "--out", str(out), *TINY_ARGS, timeout=60)  # fmt: skip
+    assert time.monotonic() - started < 30
+    assert proc.returncode == 2, proc.stderr
+    assert_one_line_error(proc, "127.0.0.1:1", "no Ray head answers")
+    assert not out.exists()
+
+
+def test_without_an_address_ray_runs_privately_whatever_ray_address_says(tmp_path: Path) -> None:
+    """A stale RAY_ADDRESS (a head that is gone) must not be joined, nor hang the run."""
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "nas_engine.search", "--executor", "ray", "--workers", "1",
+         "--budget", "3", "--no-progress", "--out", str(out), *TINY_ARGS],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "RAY_ADDRESS": "127.0.0.1:1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    assert json.loads((out / "summary.json").read_text())["evaluated"] == 3
