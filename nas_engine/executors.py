@@ -266,6 +266,9 @@ class RayExecutor(Executor):
         if not ray.is_initialized():
             if self.address is not None:
                 _check_reachable(self.address)
+            # ray.init puts its own SIGTERM handler in (a hard exit); the caller's (the
+            # command line's: stop cleanly, summary written, exit 143) is put back after it.
+            on_sigterm = signal.getsignal(signal.SIGTERM)
             try:
                 if self.address is None:
                     # "local": a private instance of this run's own, whatever RAY_ADDRESS or
@@ -285,6 +288,9 @@ class RayExecutor(Executor):
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = self.address or "a local instance"
                 raise ExecutorError(f"cannot start Ray on {where}: {exc}") from None
+            finally:
+                if threading.current_thread() is threading.main_thread() and callable(on_sigterm):
+                    signal.signal(signal.SIGTERM, on_sigterm)
             self._started_ray = True
         return ray
 

@@ -295,3 +295,19 @@ def test_a_damaged_results_file_is_refused_on_resume_with_its_line(
                       "--batch-size", "8", "--bptt", "10", "--population", "4",
                       "--tournament", "2")  # fmt: skip
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_sigterm_on_a_ray_run_stops_it_cleanly_with_exit_143(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    tiny = ["--hidden-size", "16", "--embedding-size", "16", "--batch-size", "8", "--bptt", "10"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nas_engine.search", "--executor", "ray", "--workers", "1",
+         "--budget", "3000", "--no-progress", "--out", str(out), *tiny],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    stop_after(proc, out, 5, signal.SIGTERM)
+    assert proc.returncode == 143, proc.stderr.read()[-1000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped_by"] == "interrupted"
+    assert summary["evaluated"] == len((out / "results.jsonl").read_text().splitlines()) < 3000
