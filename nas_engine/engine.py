@@ -205,9 +205,24 @@ def _run_prepared(
         if on_start is not None:
             on_start(prep.corpus.description, restored)
         store.open(config.identity())
+
+        def take(done: list[tuple[Candidate, Evaluation]]) -> None:
+            for candidate, evaluation in done:
+                result = standings.record(len(results), candidate, evaluation)
+                results.append(result)
+                store.append(result)
+                strategy.tell(candidate, result)
+                if on_result is not None:
+                    on_result(result, standings.best)
+
         try:
             for candidate in history.pending[: max(0, config.budget - len(results))]:
                 executor.submit(candidate)
+            # While these were in flight the run proposed nothing (a batch of --worker-batch N
+            # is proposed whole, and the next one only once it is back): their results come
+            # in before anything new is proposed, as they did, so the proposals stay the same.
+            while executor.pending():
+                take(executor.wait())
             while True:
                 out_of_time = (
                     config.time_budget is not None
@@ -225,13 +240,7 @@ def _run_prepared(
                 if executor.pending() == 0:
                     stop_reason = "time budget" if out_of_time else "budget"
                     break
-                for candidate, evaluation in executor.wait():
-                    result = standings.record(len(results), candidate, evaluation)
-                    results.append(result)
-                    store.append(result)
-                    strategy.tell(candidate, result)
-                    if on_result is not None:
-                        on_result(result, standings.best)
+                take(executor.wait())
         except SpaceExhausted as exc:
             stop_reason = f"space exhausted: {exc}"
         except KeyboardInterrupt:

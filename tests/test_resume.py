@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -311,3 +312,25 @@ def test_sigterm_on_a_ray_run_stops_it_cleanly_with_exit_143(tmp_path: Path) -> 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stopped_by"] == "interrupted"
     assert summary["evaluated"] == len((out / "results.jsonl").read_text().splitlines()) < 3000
+
+
+def test_resume_with_worker_batches_killed_inside_a_batch_is_exact(tmp_path: Path) -> None:
+    options = dict(seed=2, worker_batch=4, population=8, tournament=3,
+                   hidden_size=16, embedding_size=16, batch_size=8, bptt=10)  # fmt: skip
+    whole = nas_engine.search(budget=40, out=str(tmp_path / "whole"), **options)
+    cut = tmp_path / "cut"
+    shutil.copytree(tmp_path / "whole", cut)
+    (cut / "summary.json").unlink()
+    lines = (cut / "results.jsonl").read_text().splitlines(keepends=True)
+    (cut / "results.jsonl").write_text("".join(lines[:30]))  # killed after 2 of a batch of 4
+    journal = (cut / "proposals.jsonl").read_text().splitlines(keepends=True)
+    kept = [line for line in journal if json.loads(line)["after"] <= 30]
+    assert len(kept) == 32  # the batch of proposals 28..31 was in flight
+    (cut / "proposals.jsonl").write_text("".join(kept))
+    resumed = nas_engine.search(budget=40, out=str(cut), resume=True, **options)
+    assert [(r.arch_id, r.origin, r.fitness) for r in resumed] == [
+        (r.arch_id, r.origin, r.fitness) for r in whole
+    ]
+    assert (cut / "proposals.jsonl").read_text() == (
+        tmp_path / "whole" / "proposals.jsonl"
+    ).read_text()
