@@ -189,8 +189,12 @@ class InProcessExecutor(Executor):
 class ScoringWorker:
     """One Ray actor: builds its :class:`Scorer` (and so the input batch) once, then scores."""
 
-    def __init__(self, setup: ScoringSetup, corpus: Corpus | None) -> None:
+    def __init__(self, setup: ScoringSetup, corpus: Corpus | None, warm: bool = False) -> None:
         self.scorer = BatchedScorer(setup, corpus)
+        if warm:  # under a time limit, a first call's one-time costs are not the candidate's
+            space = self.scorer.space
+            arch = next(iter(space.presets().values()))
+            self.scorer.score(Candidate(space.key(arch), space.to_record(arch), "warm-up"))
 
     def pid(self) -> int:
         return os.getpid()
@@ -254,6 +258,10 @@ class RayExecutor(Executor):
         self._in_flight: dict[Any, _InFlight] = {}  # object ref -> what it scores
         self._queue: deque[tuple[Candidate, int]] = deque()
         self._pids: dict[Any, Any] = {}  # actor handle -> object ref of its process id
+        # Replacement workers still building their scorer (process id ref -> actor): a
+        # candidate goes to a worker only once it is ready, so that no time limit counts a
+        # worker's start-up against the candidate it was handed.
+        self._starting: dict[Any, Any] = {}
         self.restarts = 0
 
     # lifecycle -----------------------------------------------------------------------
@@ -313,7 +321,8 @@ class RayExecutor(Executor):
             num_cpus=1, num_gpus=self.gpus_per_worker, max_restarts=0
         )
         # The corpus travels once through the object store, not once per worker.
-        self._init_args = (setup, ray.put(corpus) if corpus is not None else None)
+        corpus_ref = ray.put(corpus) if corpus is not None else None
+        self._init_args = (setup, corpus_ref, self.eval_timeout is not None)
         count = self._worker_count()
         workers = [self._new_worker() for _ in range(count)]
         try:  # fail here, clearly, if a worker cannot build its scorer
@@ -333,7 +342,7 @@ class RayExecutor(Executor):
     def worker_pids(self) -> list[int]:
         """Process ids of the current workers (for monitoring, and for tests that kill one)."""
         actors = self._idle + [f.worker for f in self._in_flight.values()]
-        return self._ray.get([self._pids[a] for a in actors])
+        return self._ray.get([self._pids[a] for a in actors + list(self._starting.values())])
 
     def busy_pids(self) -> dict[str, int]:
         """Architecture key -> process id of the worker scoring it now."""
@@ -344,9 +353,10 @@ class RayExecutor(Executor):
     def shutdown(self) -> None:
         if self._ray is None:
             return
-        for actor in self._idle + [f.worker for f in self._in_flight.values()]:
+        busy = [f.worker for f in self._in_flight.values()]
+        for actor in self._idle + busy + list(self._starting.values()):
             self._ray.kill(actor, no_restart=True)
-        self._idle, self._in_flight, self._pids = [], {}, {}
+        self._idle, self._in_flight, self._pids, self._starting = [], {}, {}, {}
         if self._started_ray:
             self._ray.shutdown()
             self._started_ray = False
@@ -390,18 +400,32 @@ class RayExecutor(Executor):
         ray = self._ray
         done: list[tuple[Candidate, Evaluation]] = []
         while not done:
-            if not self._in_flight:
+            if not self._in_flight and not (self._queue and self._starting):
                 raise RuntimeError("wait() with nothing submitted")
-            ready, _ = ray.wait(list(self._in_flight), num_returns=1, timeout=self._wait_timeout())
+            refs = list(self._in_flight) + list(self._starting)
+            ready, _ = ray.wait(refs, num_returns=1, timeout=self._wait_timeout())
             for ref in ready:
+                if ref in self._starting:
+                    self._ready(ref)
+                    continue
                 job = self._in_flight.pop(ref)
                 done.extend(self._collect(ref, job))
             done.extend(self._expire())
             self._dispatch()
         return done
 
+    def _ready(self, ref: Any) -> None:
+        """A replacement worker has built its scorer: it takes candidates from now on."""
+        worker = self._starting.pop(ref)
+        try:
+            self._ray.get(ref)
+        except self._ray.exceptions.RayError as exc:
+            reason = _first_line(exc)
+            raise ExecutorError(f"a replacement Ray worker failed to start: {reason}") from None
+        self._idle.append(worker)
+
     def _wait_timeout(self) -> float | None:
-        if self.eval_timeout is None:
+        if self.eval_timeout is None or not self._in_flight:
             return None
         now = time.perf_counter()
         first = min(f.started for f in self._in_flight.values())
@@ -454,7 +478,8 @@ class RayExecutor(Executor):
             self._ray.kill(worker, no_restart=True)
         self._pids.pop(worker, None)
         self.restarts += 1
-        self._idle.append(self._new_worker())
+        replacement = self._new_worker()
+        self._starting[self._pids[replacement]] = replacement
 
     # jobs ----------------------------------------------------------------------------
 

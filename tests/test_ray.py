@@ -192,6 +192,30 @@ def test_a_call_past_the_eval_timeout_is_failed_and_its_worker_replaced() -> Non
         executor.shutdown()
 
 
+def test_a_replacement_worker_s_start_up_is_not_timed_against_its_candidates() -> None:
+    """After a worker dies, its architecture is retried and later ones are scored in time:
+    the time limit starts when a ready worker gets the candidate, never during a start-up."""
+    tiny = ScoringSetup(embedding_size=16, hidden_size=16, num_layers=2, batch_size=4, bptt=8)
+    executor = RayExecutor(workers=1, eval_timeout=1.0)
+    executor.start(tiny)
+    try:
+        (pid,) = executor.worker_pids()
+        os.kill(pid, signal.SIGKILL)  # the only worker dies before it is handed anything
+        batch = candidates(6, seed=21)
+        results = []
+        for candidate in batch:
+            executor.submit(candidate)
+            while executor.pending():
+                results += executor.wait()
+        assert [c.key for c, _ in results] == [c.key for c in batch]
+        failures = [(c.key, e.error) for c, e in results if e.status != "ok"]
+        timed_out = [f for f in failures if "timed out" in (f[1] or "")]
+        assert not timed_out, timed_out
+        assert executor.restarts == 1
+    finally:
+        executor.shutdown()
+
+
 def _busy_pid(executor: RayExecutor, key: str, after_wait: bool = False) -> int:
     """The pid of the worker scoring ``key``, once it is running there.
 
@@ -207,6 +231,10 @@ def _busy_pid(executor: RayExecutor, key: str, after_wait: bool = False) -> int:
                 executor._dispatch()
                 after_wait = False
             continue
+        for ref in list(executor._starting):  # a replacement takes work once it is ready
+            if ray.wait([ref], num_returns=1, timeout=0)[0]:
+                executor._ready(ref)
+                executor._dispatch()
         busy = executor.busy_pids()
         if key in busy:
             time.sleep(0.3)  # let the call get going in the worker
