@@ -50,10 +50,22 @@ class TrainingLog:
 
     @classmethod
     def from_dict(cls, name: str, d: dict) -> TrainingLog:
+        if not isinstance(d, dict):
+            raise LogsError(f"{name}: not a NAS-Bench-NLP log (a JSON {type(d).__name__})")
+        recipe = d.get("recepie")
+        try:  # the benchmark stores the cell as JSON text; a cell given as an object is taken
+            parsed = json.loads(recipe) if isinstance(recipe, str) else recipe
+        except json.JSONDecodeError as exc:
+            raise LogsError(f"{name}: its recepie is not valid JSON ({exc.msg})") from None
+        if not isinstance(parsed, dict):
+            raise LogsError(
+                f"{name}: its recepie is not a cell (a JSON object of nodes), but "
+                f"{type(parsed).__name__}"
+            )
         try:
             return cls(
                 name=name,
-                recipe_json=d["recepie"],
+                recipe_json=json.dumps(parsed),
                 status=str(d["status"]),
                 embedding_size=int(d["emsize"]),
                 hidden_size=int(d["nhid"]),
@@ -88,12 +100,17 @@ def read_logs(path: str | Path) -> list[TrainingLog]:
     if not root.exists():
         raise LogsError(f"logs path {str(root)!r} does not exist")
     logs = []
-    for name, raw in _json_files(root):
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise LogsError(f"{name}: invalid JSON ({exc})") from None
-        logs.append(TrainingLog.from_dict(name, data))
+    try:
+        for name, raw in _json_files(root):
+            try:
+                data = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise LogsError(f"{name}: invalid JSON ({exc})") from None
+            except UnicodeDecodeError as exc:
+                raise LogsError(f"{name}: not UTF-8 text ({exc.reason})") from None
+            logs.append(TrainingLog.from_dict(name, data))
+    except (zipfile.BadZipFile, OSError) as exc:  # a damaged zip (bad CRC), an unreadable file
+        raise LogsError(f"{str(root)!r} cannot be read: {exc}") from None
     if not logs:
         raise LogsError(f"no NAS-Bench-NLP logs found in {str(root)!r}")
     return logs

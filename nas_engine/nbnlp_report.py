@@ -47,8 +47,18 @@ def run_nbnlp(args: argparse.Namespace) -> int:
     except CorpusError as exc:
         raise ConfigError(str(exc)) from None
     out = Path(args.out or f"runs/nbnlp-{datetime.now():%Y%m%d-%H%M%S}")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file, not a folder")
     if out.exists() and (out / "correlations.json").exists():
         raise ConfigError(f"--out {str(out)!r} already holds benchmark results; choose a new --out")
+    if not any(log.ok for log in logs):
+        raise ConfigError(
+            f"{str(args.logs)!r} holds no usable log (status OK with a finite final test loss)"
+        )
+    try:  # before the work, so that a folder that cannot be made is said at once
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {str(out)!r} cannot be created: {exc.strerror or exc}") from None
 
     settings = BenchmarkSettings(
         metrics=tuple(names),

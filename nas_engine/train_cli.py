@@ -209,6 +209,8 @@ def train_main(argv: list[str] | None = None) -> int:
         if args.save_every < 0:
             raise TrainingConfigError(f"--save-every must be >= 0, got {args.save_every}")
         out = Path(args.out or f"runs/train-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if out.exists() and not out.is_dir():
+            raise TrainingConfigError(f"--out {str(out)!r} is a file, not a folder")
         if args.resume and not (out / "progress.pt").is_file():
             raise TrainingConfigError(f"--resume: {str(out)!r} holds no progress.pt to resume")
         for existing in ("checkpoint.pt", "training.json", "progress.pt"):
@@ -224,6 +226,12 @@ def train_main(argv: list[str] | None = None) -> int:
             num_layers=args.layers,
         )
         resolve_training_device(recipe.device)
+        try:  # before the training, so that a folder that cannot be made is said at once
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TrainingConfigError(
+                f"--out {str(out)!r} cannot be created: {exc.strerror or exc}"
+            ) from None
     except (TrainingConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -113,15 +113,17 @@ class TrainingRecipe:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise TrainingConfigError(f"{name} must be an integer >= 1, got {value!r}")
-        if not self.lr > 0:
-            raise TrainingConfigError(f"lr must be > 0, got {self.lr!r}")
+        if not 0 < self.lr < math.inf:
+            raise TrainingConfigError(f"lr must be a finite number > 0, got {self.lr!r}")
         probabilities = ("dropout_output", "dropout_hidden", "dropout_input", "dropout_embedding")
         for name in (*probabilities, "weight_drop"):
             if not 0 <= getattr(self, name) < 1:
                 raise TrainingConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         for name in ("alpha", "beta", "weight_decay", "clip"):
-            if not getattr(self, name) >= 0:
-                raise TrainingConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+            if not 0 <= getattr(self, name) < math.inf:
+                raise TrainingConfigError(
+                    f"{name} must be a finite number >= 0, got {getattr(self, name)}"
+                )
         if not 0 < self.valid_holdout < 1:
             raise TrainingConfigError(f"valid_holdout must be in (0, 1), got {self.valid_holdout}")
         if self.train_split == self.test_split:
