@@ -504,14 +504,25 @@ class Terminated(KeyboardInterrupt):
 
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    def terminate(signum: int, frame: object) -> None:
-        raise Terminated
+    """SIGTERM and Ctrl-C stop the run cleanly, once: the first one raises (Terminated or
+    KeyboardInterrupt) and both are ignored from then on, so that a second one cannot cut
+    the summary short while it is written (SIGKILL still stops at once)."""
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    stopping = []
+
+    def stop(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stopping.append(signum)
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if not stopping:  # once stopping, a late second signal stays ignored until the exit
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def benchmark_parser() -> argparse.ArgumentParser:

@@ -334,3 +334,28 @@ def test_resume_with_worker_batches_killed_inside_a_batch_is_exact(tmp_path: Pat
     assert (cut / "proposals.jsonl").read_text() == (
         tmp_path / "whole" / "proposals.jsonl"
     ).read_text()
+
+
+@pytest.mark.parametrize(
+    ("sig", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["TERM", "INT"]
+)
+def test_a_second_stop_signal_does_not_cut_the_summary_short(
+    tmp_path: Path, sig: int, exit_code: int
+) -> None:
+    for attempt in range(3):
+        out = tmp_path / f"run{attempt}"
+        proc = start_search(out)
+        path = out / "results.jsonl"
+        deadline = time.monotonic() + 180
+        while not (path.exists() and path.read_text().count("\n") >= 3):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        time.sleep(0.005 * attempt)
+        proc.send_signal(sig)
+        proc.wait(timeout=120)
+        stderr = proc.stderr.read()
+        assert proc.returncode == exit_code, stderr[-1000:]
+        assert "Traceback" not in stderr
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["stopped_by"] == "interrupted"
