@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+
+from search_spaces import space_names
 
 from .health import DEFAULT_STABILITY_THRESHOLD
 from .scoring import ScoringSetup
@@ -155,6 +157,15 @@ class SearchConfig:
             raise ConfigError(f"init-gain must be a finite number > 0, got {self.init_gain!r}")
         if self.space != "rnn" and self.init_gain != 1:
             raise ConfigError("--init-gain scales the RNN cells' initial weights (--space rnn)")
+        defaults = {f.name: f.default for f in fields(self)}
+        rnn_only = ("embedding_size", "hidden_size", "layers")
+        changed = [name for name in rnn_only if getattr(self, name) != defaults[name]]
+        if self.space != "rnn" and self.space in space_names() and changed:
+            options = ", ".join(f"--{name.replace('_', '-')}" for name in changed)
+            raise ConfigError(
+                f"{options} size the RNN cells (--space rnn); a {self.space} architecture "
+                "carries its own sizes"
+            )
         self._validate_execution()
         self._validate_guard_and_objectives()
         self._validate_restriction()

@@ -191,6 +191,8 @@ def test_time_budget_stops_early(tmp_path: Path, strategy: str) -> None:
         ({"device": "tpu"}, "unknown device"),
         ({"bptt": 10_000_000}, "too few"),
         ({"bptt": 1}, "bptt must be at least 2"),
+        ({"space": "bert", "hidden_size": 64}, "--hidden-size size the RNN cells"),
+        ({"space": "bert", "layers": 2, "embedding_size": 8}, "--embedding-size.*--layers size"),
         ({"seed": -1}, "seed must be an integer"),
         ({"seed": 99999999999999999999999}, "seed must be an integer"),
         ({"eval_timeout": float("inf")}, "eval timeout"),
