@@ -476,17 +476,6 @@ def search_main(argv: list[str] | None = None) -> int:
     )
     if args.objectives is not None and args.fitness is not None:
         parser.error("--objectives replaces --fitness: give one of them")
-    if (
-        config.strategy == "evolution"
-        and not config.objectives
-        and config.population >= config.budget
-    ):
-        print(
-            f"note: --population {config.population} is not below --budget {config.budget}: "
-            "evolution only mutates after its population of random samples, so every "
-            "architecture of this run is a random sample",
-            file=sys.stderr,
-        )
     from .report import run_with_progress
 
     try:

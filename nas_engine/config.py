@@ -157,6 +157,12 @@ class SearchConfig:
             raise ConfigError(f"init-gain must be a finite number > 0, got {self.init_gain!r}")
         if self.space != "rnn" and self.init_gain != 1:
             raise ConfigError("--init-gain scales the RNN cells' initial weights (--space rnn)")
+        self._validate_execution()
+        self._validate_guard_and_objectives()
+        self._validate_restriction()
+        self._validate_proxy()
+        if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"unknown device {self.device!r} (known: cpu, cuda, auto)")
         defaults = {f.name: f.default for f in fields(self)}
         rnn_only = ("embedding_size", "hidden_size", "layers")
         changed = [name for name in rnn_only if getattr(self, name) != defaults[name]]
@@ -166,12 +172,6 @@ class SearchConfig:
                 f"{options} size the RNN cells (--space rnn); a {self.space} architecture "
                 "carries its own sizes"
             )
-        self._validate_execution()
-        self._validate_guard_and_objectives()
-        self._validate_restriction()
-        self._validate_proxy()
-        if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
-            raise ConfigError(f"unknown device {self.device!r} (known: cpu, cuda, auto)")
 
     def _validate_guard_and_objectives(self) -> None:
         threshold = self.stability_threshold

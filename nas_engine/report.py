@@ -43,6 +43,14 @@ def run_with_progress(config: SearchConfig, progress: bool = True) -> int:
     def on_start(corpus: str, restored: int) -> None:
         nonlocal bar
         print(f"corpus: {corpus}", file=sys.stderr)
+        if config.strategy == "evolution" and not config.objectives:
+            if config.population >= config.budget:
+                print(
+                    f"note: --population {config.population} is not below --budget "
+                    f"{config.budget}: evolution mutates only after its population of random "
+                    "samples, so every architecture of this run is a random sample",
+                    file=sys.stderr,
+                )
         if config.resume:
             print(f"resuming: {restored} results restored, not scored again", file=sys.stderr)
         bar = tqdm(
