@@ -16,7 +16,7 @@ from search_spaces import space_names
 
 from .config import FAST_SIZES, ConfigError, SearchConfig
 from .executors import EXECUTORS
-from .metrics import metrics_of
+from .metrics import metric_names, metrics_of
 from .strategies import STRATEGIES
 
 EXIT_BAD_INPUT = 2
@@ -128,7 +128,9 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metrics",
         default="",
-        help="extra metrics to record for every architecture, comma-separated",
+        help="extra metrics to record for every architecture, comma-separated, or 'all' for "
+        "every training-free metric of the space (as in benchmark); one that fails is recorded "
+        "as null with its reason, never failing the architecture",
     )
     p.add_argument(
         "--list-metrics", action="store_true", help="list the metrics with their direction and exit"
@@ -421,6 +423,13 @@ def _list_metrics(space: str | None) -> str:
     return "\n".join(lines)
 
 
+def _extra_metrics(text: str, space: str) -> tuple[str, ...]:
+    """``--metrics``: names, or ``all`` for every training-free metric of the space."""
+    if text.strip() == "all":
+        return tuple(metric_names(space)) if space in space_names() else ()
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
 def search_main(argv: list[str] | None = None) -> int:
     parser = search_parser()
     args = parser.parse_args(argv)
@@ -450,7 +459,7 @@ def search_main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size,
         bptt=args.bptt,
         init_gain=args.init_gain,
-        metrics=tuple(m.strip() for m in args.metrics.split(",") if m.strip()),
+        metrics=_extra_metrics(args.metrics, args.space),
         executor=args.executor,
         ray_address=args.ray_address,
         workers=args.workers,

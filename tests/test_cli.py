@@ -313,3 +313,18 @@ def test_without_an_address_ray_runs_privately_whatever_ray_address_says(tmp_pat
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-1000:]
     assert json.loads((out / "summary.json").read_text())["evaluated"] == 3
+
+
+def test_metrics_all_records_every_training_free_metric(tmp_path: Path) -> None:
+    from nas_engine.metrics import metric_names
+
+    out = tmp_path / "all"
+    proc = run_cli("--metrics", "all", "--budget", "2", "--population", "2", "--tournament", "1",
+                   "--out", str(out), "--no-progress", *TINY_ARGS)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["metrics"] == metric_names("rnn")
+    for line in (out / "results.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record["status"] == "ok":
+            assert set(record["metrics"]) == set(metric_names("rnn"))
