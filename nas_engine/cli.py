@@ -91,8 +91,12 @@ def add_model_options(parser: argparse.ArgumentParser, defaults_from_logs: bool 
         default=d.init_gain,
         metavar="G",
         help="scale of the RNN cells' initial weights when scoring, uniform(-G/sqrt(H), "
-        "G/sqrt(H)); 1 is the benchmark's initialisation (default: %(default)s); confirmation "
-        "training starts from the benchmark's",
+        "G/sqrt(H)); 1 is the benchmark's initialisation (default: %(default)s); "
+        + (
+            "each logged cell is scored at this scale and correlated with its trained loss"
+            if defaults_from_logs
+            else "confirmation training starts from the benchmark's"
+        ),
     )
 
 
