@@ -194,10 +194,6 @@ class SearchConfig:
                 )
             if not all(math.isfinite(v) for v in self.reference_point):
                 raise ConfigError("--reference-point values must be finite numbers")
-        if self.objectives and not 2 <= len(self.objectives) <= MAX_OBJECTIVES:
-            raise ConfigError(
-                f"--objectives takes 2 to {MAX_OBJECTIVES} metrics, got {len(self.objectives)}"
-            )
         if self.strategy == "nsga2" and not self.objectives:
             raise ConfigError("--strategy nsga2 needs --objectives METRIC,METRIC[,...]")
         if self.objectives and self.strategy in ("evolution", "nsga2") and self.population < 4:

@@ -249,8 +249,9 @@ def _run_prepared(
         finally:
             summary = _summary(config, prep, results, strategy.stats(), started, stop_reason)
             if standings.front is not None:
-                summary.update(_pareto_summary(prep.fitness, standings.front, results))
-                _write_pareto_plot(prep.fitness, results, store.root / "pareto.png")
+                front = pareto_front(prep.fitness, results)
+                summary.update(_pareto_summary(prep.fitness, standings.front, results, front))
+                _write_pareto_plot(prep.fitness, results, front, store.root / "pareto.png")
             summary["resumed_from"] = restored if config.resume else None
             summary["search_strategy"] = strategy.name  # nsga2 where objectives make it so
             # How the scores were computed, beside where: not part of a run's identity (the
@@ -490,10 +491,11 @@ def _summary(
     }
 
 
-def _pareto_summary(fitness: Fitness, tracker: FrontTracker, results: list[Result]) -> dict:
-    """The Pareto front of the whole run (ranked results only) and its hypervolume."""
+def _pareto_summary(
+    fitness: Fitness, tracker: FrontTracker, results: list[Result], front: list[Result]
+) -> dict:
+    """The Pareto front of the whole run (``front``: its ranked results) and its hypervolume."""
     labels = [c.label for c in fitness.components]
-    front = pareto_front(fitness, results)
     series = tracker.series(results)
     return {
         "objectives": labels,
@@ -516,7 +518,9 @@ def _pareto_summary(fitness: Fitness, tracker: FrontTracker, results: list[Resul
     }
 
 
-def _write_pareto_plot(fitness: Fitness, results: list[Result], path: Path) -> None:
+def _write_pareto_plot(
+    fitness: Fitness, results: list[Result], front: list[Result], path: Path
+) -> None:
     """pareto.png: every ranked result in the first two objectives, the front highlighted."""
     import matplotlib
 
@@ -525,7 +529,6 @@ def _write_pareto_plot(fitness: Fitness, results: list[Result], path: Path) -> N
 
     a, b = fitness.components[:2]
     ranked = [r for r in results if r.ranked and fitness.values(r.metrics) is not None]
-    front = pareto_front(fitness, results)
     fig, ax = plt.subplots(figsize=(6, 4.5))
     ax.scatter(
         [r.metrics[a.metric.name] for r in ranked],

@@ -29,7 +29,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .config import ConfigError
+from .config import MAX_OBJECTIVES, ConfigError
 from .metrics import Metric, get_metric
 
 ENSEMBLE_RULE = (
@@ -133,9 +133,9 @@ class Fitness:
         ``METRIC:min`` / ``METRIC:max``. The fitness that ranks the run's results is their
         equal-weight rank ensemble (the Pareto front is computed beside it). Raises
         :class:`ConfigError` for a bad objective or an unknown metric."""
-        if len(objectives) < 2:
+        if not 2 <= len(objectives) <= MAX_OBJECTIVES:
             raise ConfigError(
-                f"--objectives needs at least two metrics, got {','.join(objectives)!r}"
+                f"--objectives takes 2 to {MAX_OBJECTIVES} metrics, got {len(objectives)}"
             )
         components = []
         for text in objectives:
