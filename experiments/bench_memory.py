@@ -4,7 +4,7 @@
         [--cell-batch K] [--json experiments/out/bench_memory.json]
 
 Scores N distinct architectures sampled from the RNN space (seed 0) with one
-:class:`~nas_engine.batched.BatchedScorer`, as a search worker does, and reads the process's
+:class:`~search_spaces.rnn.batched.BatchedScorer`, as a search worker does, and reads the process's
 resident set size (``/proc/self/statm``) after every architecture. Reports the RSS after the
 first, 10th, 100th, ... architecture, the peak (``ru_maxrss``), and the growth per architecture
 as the least-squares slope of RSS after the first tenth of the run and over its second half
@@ -30,16 +30,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_hidden_cov import cpu_name  # noqa: E402
-
-from nas_engine.batched import BatchedScorer  # noqa: E402
-from nas_engine.config import FAST_SIZES  # noqa: E402
-from nas_engine.corpus import load_corpus  # noqa: E402
-from nas_engine.metrics import metric_names  # noqa: E402
-from nas_engine.result import Candidate  # noqa: E402
-from nas_engine.scoring import ScoringSetup  # noqa: E402
-from search_spaces.rnn import RNNSpace  # noqa: E402
+from nas_engine.analysis.bench import cpu_name
+from nas_engine.config import FAST_SIZES
+from nas_engine.corpus import load_corpus
+from nas_engine.metrics import metric_names
+from nas_engine.result import Candidate
+from nas_engine.scoring import ScoringSetup
+from search_spaces.rnn import RNNSpace
+from search_spaces.rnn.batched import BatchedScorer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared/data"

@@ -12,7 +12,8 @@ engine's fast mode sizes), PTB test input, seed 0:
   does;
 - baseline (``hidden_cov`` only), the paper's way: the same model built (seed 0), autograd on,
   the cell graph interpreted node by node for every step of all 3 layers, the decoder run,
-  then ``np.corrcoef`` and the general ``np.linalg.eig`` on the host (bench_hidden_cov.py).
+  then ``np.corrcoef`` and the general ``np.linalg.eig`` on the host
+  (``nas_engine.analysis.bench``, as in bench_hidden_cov.py).
 
 Engine and baseline alternate architecture by architecture after one untimed warm-up of each,
 so load from other work on the machine falls on both alike; run it 2-3 times. numpy's and
@@ -71,34 +72,28 @@ from pathlib import Path
 import torch
 from threadpoolctl import threadpool_limits
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_hidden_cov import (  # noqa: E402  (the baseline lives there)
+from nas_engine.analysis.bench import (
     agreement,
     baseline_run,
     cpu_name,
     finite_or_null,
     load_recipes,
+    sync,
 )
-
-from nas_engine.batched import BatchedScorer  # noqa: E402
-from nas_engine.config import FAST_SIZES  # noqa: E402
-from nas_engine.corpus import first_batch, load_corpus  # noqa: E402
-from nas_engine.metrics import get_metric, metric_names  # noqa: E402
-from nas_engine.nbbert import BenchmarkError, BertBenchmarkSettings, read_benchmark  # noqa: E402
-from nas_engine.result import Candidate  # noqa: E402
-from nas_engine.scoring import ScoringSetup  # noqa: E402
-from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel, compiled  # noqa: E402
-from search_spaces.rnn.batch import CellBatch  # noqa: E402
-from search_spaces.rnn.graphs import StepGraphs  # noqa: E402
+from nas_engine.benchmarks.nbbert import BenchmarkError, BertBenchmarkSettings, read_benchmark
+from nas_engine.config import FAST_SIZES, SearchConfig
+from nas_engine.corpus import first_batch, load_corpus
+from nas_engine.metrics import get_metric, metric_names
+from nas_engine.result import Candidate
+from nas_engine.scoring import ScoringSetup
+from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel, compiled
+from search_spaces.rnn.batch import CellBatch
+from search_spaces.rnn.batched import BatchedScorer
+from search_spaces.rnn.graphs import StepGraphs
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared/data"
 SEED = 0
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def engine_run(
@@ -547,12 +542,12 @@ def run(args: argparse.Namespace) -> None:
     archs = load_recipes(args.logs, args.n)
     if not archs:
         sys.exit("error: no architectures to measure")
-    # The engine's own sizes: ScoringSetup's defaults (the benchmark's), or the fast mode's.
-    sizes = FAST_SIZES if args.fast else ScoringSetup()
+    # The engine's own sizes: a search's defaults (the benchmark's), or the fast mode's.
+    sizes = FAST_SIZES if args.fast else SearchConfig()
     sizes_used = {
         "embedding": sizes.embedding_size,
         "hidden": sizes.hidden_size,
-        "layers": ScoringSetup().num_layers,
+        "layers": SearchConfig().layers,
         "batch": sizes.batch_size,
         "bptt": sizes.bptt,
     }

@@ -17,17 +17,15 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from nas_engine.corpus import embedded_corpus, load_corpus  # noqa: E402
-from nas_engine.nbbert import (  # noqa: E402
+from nas_engine.benchmarks.nbbert import (
     BertBenchmarkSettings,
     correlations,
     read_benchmark,
     score_entries,
 )
+from nas_engine.corpus import embedded_corpus, load_corpus
 
+ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
 

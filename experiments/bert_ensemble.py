@@ -31,12 +31,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from nas_engine.fitness import Fitness
+from nas_engine.metrics import metric_names
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from nas_engine.fitness import Fitness  # noqa: E402
-from nas_engine.metrics import metric_names  # noqa: E402
-
 OUT = ROOT / "experiments" / "out"
 
 

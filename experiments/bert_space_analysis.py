@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from nas_engine.benchmarks.nbbert import read_benchmark
+from search_spaces.bert import parse_restriction, preset_names
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from nas_engine.nbbert import read_benchmark  # noqa: E402
-from search_spaces.bert import parse_restriction, preset_names  # noqa: E402
-
 DEFAULT_BENCHMARK = ROOT.parent / "shared" / "data" / "nasbench_bert" / "benchmark_dev.json"
 OPERATIONS = ("SA:SDP", "SA:WMA", "LT:DFT", "LT:DCT", "DSC:5", "DSC:9")
 CANDIDATE_RESTRICTIONS = {

@@ -31,20 +31,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from collections import Counter
 from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_hidden_cov import load_recipes  # noqa: E402
-
-from nas_engine.config import FAST_SIZES  # noqa: E402
-from nas_engine.metrics.eig import eig_score  # noqa: E402
-from search_spaces.rnn import ModelSizes, Recipe  # noqa: E402
-from search_spaces.rnn.model import SharedEmbedding  # noqa: E402
+from nas_engine.analysis.bench import load_recipes
+from nas_engine.config import FAST_SIZES
+from nas_engine.metrics.eig import eig_score
+from search_spaces.rnn import ModelSizes, Recipe
+from search_spaces.rnn.model import SharedEmbedding
 
 DEFAULT_LOGS = Path(__file__).resolve().parents[2] / "shared/data/nasbench_nlp_wt2/logs.zip"
 # Operations that only describe memory: no kernel runs for them.

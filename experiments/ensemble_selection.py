@@ -21,20 +21,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nas_engine.analysis import ensembles
 from nas_engine.metrics import get_metric, metric_names
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fitness_search  # noqa: E402  (the selection's tau lives there)
 
 OUT = Path(__file__).parent / "out"
 
 
 def ensemble_tau(frame: pd.DataFrame, weights: dict[str, float]) -> tuple[float, int]:
     """Kendall tau between the ensemble fitness and minus the test loss (higher is better);
-    rows with a missing component are dropped (fitness_search.ensemble_tau on a frame)."""
+    rows with a missing component are dropped (ensembles.ensemble_tau on a frame)."""
     signed = {m: get_metric(m).sign * frame[m].to_numpy(dtype=float) for m in weights}
     target = frame["test_loss"].to_numpy(dtype=float)
-    return fitness_search.ensemble_tau(signed, weights, target, np.arange(len(frame)))
+    return ensembles.ensemble_tau(signed, weights, target, np.arange(len(frame)))
 
 
 def main() -> int:
@@ -48,7 +46,7 @@ def main() -> int:
     scores = pd.read_csv(args.scores)
     known = set(metric_names("rnn")) - {"hidden_cov_l1"}  # hidden_cov_l1 = hidden_cov
     metrics = [c for c in scores.columns if c in known]
-    choose_rows, report_rows = fitness_search.split_halves(len(scores), args.seed)
+    choose_rows, report_rows = ensembles.split_halves(len(scores), args.seed)
     choose, report = scores.iloc[choose_rows], scores.iloc[report_rows]
 
     candidates = []

@@ -4,9 +4,10 @@
 
 For every OK NAS-Bench-NLP WikiText-2 log (341) and each size setting (embedding E, hidden
 H, batch rows B, steps T; 3 layers always), ``hidden_cov`` is scored by the engine
-(:class:`~nas_engine.batched.BatchedScorer`, seed 0, the first batch of the PTB test text) and
-correlated with the final test loss (Kendall tau, Spearman rho; ``nas_engine.nbnlp``). The
-settings are interleaved log by log, so load from other work on the machine falls on all of
+(:class:`~search_spaces.rnn.batched.BatchedScorer`, seed 0, the first batch of the PTB test
+text) and correlated with the final test loss (Kendall tau, Spearman rho;
+``nas_engine.benchmarks.nbnlp``). The settings are interleaved log by log, so load from other
+work on the machine falls on all of
 them alike; seconds per architecture are the medians of the engine's own per-candidate
 seconds (model build, forward, metric).
 
@@ -41,12 +42,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from nas_engine.batched import BatchedScorer
+from nas_engine.benchmarks.correlate import correlations
+from nas_engine.benchmarks.nbnlp import read_logs
 from nas_engine.config import FAST_SIZES
 from nas_engine.corpus import load_corpus
-from nas_engine.nbnlp import correlations, read_logs
 from nas_engine.result import Candidate
 from nas_engine.scoring import ScoringSetup
+from search_spaces.rnn.batched import BatchedScorer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

@@ -11,7 +11,7 @@ Candidates are fixed before any held-out number is computed:
   (``SETTINGS``);
 - per setting, the forward-only metrics ``FORWARD`` (hidden_cov and hidden_drift at layers
   1-3; one forward through the stack serves all six), scored here by the engine
-  (:class:`~nas_engine.batched.BatchedScorer`) on all 341 OK logs and cached as CSV;
+  (:class:`~search_spaces.rnn.batched.BatchedScorer`) on all 341 OK logs and cached as CSV;
 - at the fast sizes also every metric of ``experiments/out/nbnlp_all_metrics_fast/scores.csv``
   (the gradient metrics included);
 - every ensemble of 1 to 3 metrics of one setting (a search scores at one size) with integer
@@ -62,13 +62,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 
-from nas_engine.batched import BatchedScorer
+from nas_engine.analysis.ensembles import ensemble_tau, split_halves
+from nas_engine.benchmarks.nbnlp import BenchmarkSettings, TrainingLog, read_logs, score_logs
 from nas_engine.corpus import load_corpus
 from nas_engine.metrics import get_metric, metric_names
-from nas_engine.nbnlp import BenchmarkSettings, TrainingLog, read_logs, score_logs
 from nas_engine.result import Candidate
+from search_spaces.rnn.batched import BatchedScorer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -132,47 +132,6 @@ def cached(path: Path, rescore: bool, make) -> pd.DataFrame:
     frame = make()
     frame.to_csv(path, index=False)
     return frame
-
-
-def split_halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The selection half and the held-out half of ``n`` table rows: a seed-``seed``
-    permutation, first half and the rest (ensemble_selection.py's and this script's split)."""
-    order = np.random.default_rng(seed).permutation(n)
-    return order[: n // 2], order[n // 2 :]
-
-
-def percentile(values: np.ndarray) -> np.ndarray:
-    """Mid-rank percentile, NaN kept NaN (the engine's rule drops a result with a missing
-    component; here the rows with any NaN component are dropped before the tau)."""
-    out = np.full(len(values), np.nan)
-    finite = np.isfinite(values)
-    out[finite] = stats.rankdata(values[finite]) / finite.sum()
-    return out
-
-
-def ensemble_tau(
-    signed: dict[str, np.ndarray],
-    weights: dict[str, int],
-    target: np.ndarray,
-    rows: np.ndarray,
-    failed_last: bool = False,
-) -> tuple[float, int]:
-    """Kendall tau between the ensemble fitness over ``rows`` (percentiles taken among those
-    rows, as the engine ranks within its reference population) and minus the test loss. A
-    row with a failed component is dropped (ensemble_selection.py's rule), or with
-    ``failed_last`` ranked below every scored row (a search never picks a failed result)."""
-    cols = np.stack([signed[m][rows] for m in weights])
-    keep = np.isfinite(cols).all(axis=0)
-    if keep.sum() < 3:
-        return math.nan, int(keep.sum())
-    total = sum(w * percentile(cols[i][keep]) for i, w in enumerate(weights.values()))
-    fitness = total / sum(weights.values())
-    if failed_last:
-        ranked = np.full(len(rows), -1.0)
-        ranked[keep] = fitness
-        return float(stats.kendalltau(ranked, -target[rows]).statistic), len(rows)
-    tau = stats.kendalltau(fitness, -target[rows][keep]).statistic
-    return float(tau), int(keep.sum())
 
 
 def apply_rule(candidates: list[dict], tolerance: float, forward_cost: dict[str, float]) -> dict:

@@ -39,8 +39,8 @@ import torch
 from nas_engine.config import SearchConfig
 from nas_engine.confirm import plan_confirmation
 from nas_engine.engine import run_search
-from nas_engine.training import train_architecture
-from search_spaces import get_space
+from nas_engine.spaces import get_space
+from search_spaces.rnn.training import train_architecture
 
 METHODS = {
     "evolution + hidden_cov": dict(strategy="evolution", fitness="hidden_cov"),

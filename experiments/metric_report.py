@@ -37,9 +37,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from nas_engine.benchmarks.correlate import correlations
+from nas_engine.benchmarks.nbnlp import BenchmarkSettings, read_logs, score_logs
 from nas_engine.corpus import Corpus, embedded_corpus, load_corpus
 from nas_engine.metrics import metric_names
-from nas_engine.nbnlp import BenchmarkSettings, correlations, read_logs, score_logs
 from nas_engine.result import Candidate
 from nas_engine.scoring import Scorer
 

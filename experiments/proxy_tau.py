@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from scipy import stats
 
+from nas_engine.benchmarks.nbnlp import read_logs
 from nas_engine.corpus import embedded_corpus, load_corpus
-from nas_engine.nbnlp import read_logs
 from nas_engine.result import Candidate
 from nas_engine.scoring import Scorer, ScoringSetup
-from nas_engine.training import TrainingRecipe, prepare_data, train_architecture
 from search_spaces.rnn import ModelSizes
+from search_spaces.rnn.training import TrainingRecipe, prepare_data, train_architecture
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

@@ -20,7 +20,7 @@ first-epoch seconds). Training costs the logged epoch seconds; training-free sco
 the measured scoring seconds. The final training of the chosen architecture is the same for
 every method and not counted.
 
-**Methods**, for one random ordering of the pool (``nas_engine.simulation`` has the exact
+**Methods**, for one random ordering of the pool (``nas_engine.analysis.regret`` has the exact
 rules): random choice (the first architecture); parameter count and training-free
 (``hidden_cov``; the ensemble chosen in ``ensemble_selection.json``; the two fitness_search
 recipes; each ranked by the engine's
@@ -85,9 +85,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nas_engine.fitness import Fitness
-from nas_engine.nbnlp import LogsError, read_logs
-from nas_engine.simulation import (
+from nas_engine.analysis.ensembles import split_halves
+from nas_engine.analysis.regret import (
     CostAwareTwoStage,
     Pool,
     RandomChoice,
@@ -104,9 +103,8 @@ from nas_engine.simulation import (
     pool_from_logs,
     simulate,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fitness_search  # noqa: E402  (its split of the logs)
+from nas_engine.benchmarks.nbnlp import LogsError, read_logs
+from nas_engine.fitness import Fitness
 
 OUT = Path(__file__).parent / "out"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -208,7 +206,7 @@ def fitness_search_recipes(path: Path) -> dict[str, SearchedRecipe]:
         chosen = result[entry]
         table = pd.read_csv(path.parent / f"scores_{chosen['setting']}.csv")
         names = list(table["log"])
-        chosen_rows, _ = fitness_search.split_halves(len(names), result["split_seed"])
+        chosen_rows, _ = split_halves(len(names), result["split_seed"])
         chosen_on = frozenset(names[i] for i in chosen_rows)
         out[key] = SearchedRecipe(chosen["spec"], chosen["setting"], table, chosen_on)
     return out

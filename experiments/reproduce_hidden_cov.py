@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
+from nas_engine.benchmarks.correlate import correlations
+from nas_engine.benchmarks.nbnlp import BenchmarkSettings, read_logs, score_logs
 from nas_engine.corpus import embedded_corpus, load_corpus
-from nas_engine.nbnlp import BenchmarkSettings, correlations, read_logs, score_logs
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

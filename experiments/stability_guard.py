@@ -28,9 +28,9 @@ from pathlib import Path
 
 import torch
 
+from nas_engine.benchmarks.nbnlp import read_logs
 from nas_engine.corpus import load_corpus
 from nas_engine.health import DEFAULT_STABILITY_THRESHOLD, STABILITY
-from nas_engine.nbnlp import read_logs
 from nas_engine.result import Candidate
 from nas_engine.scoring import Scorer, ScoringSetup
 

@@ -24,15 +24,15 @@ import pandas as pd
 import torch
 
 from nas_engine.corpus import embedded_corpus, load_corpus
-from nas_engine.training import (
+from search_spaces.rnn import ModelSizes, Recipe, preset
+from search_spaces.rnn.generator import sample_cell
+from search_spaces.rnn.training import (
     TrainingRecipe,
     build_model,
     evaluate,
     prepare_data,
     train_architecture,
 )
-from search_spaces.rnn import ModelSizes, Recipe, preset
-from search_spaces.rnn.generator import sample_cell
 
 REPO = Path(__file__).resolve().parents[1]
 PTB = REPO.parent / "shared" / "data" / "ptb"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import ConfigError, SearchConfig
+from .config import SearchConfig
+from .engine import run_search
+from .errors import ConfigError
 from .result import Result
 
 __version__ = "0.1.0"
@@ -18,8 +20,6 @@ def search(
     ``options`` are the other fields of :class:`SearchConfig` (strategy, seed, out, corpus,
     hidden_size, ...). Results are also written to ``out`` as by the command line.
     """
-    from .engine import run_search
-
     config = SearchConfig(space=space, fitness=fitness, budget=budget, **options)
     return run_search(config).results
 

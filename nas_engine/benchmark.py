@@ -2,7 +2,7 @@
 
 import sys
 
-from .cli import benchmark_main
+from .cli.benchmark import benchmark_main
 
 if __name__ == "__main__":
     sys.exit(benchmark_main())

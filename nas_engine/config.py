@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
 
-from search_spaces import space_names
-
+from .errors import ConfigError
+from .executors.base import EXECUTORS
+from .fitness import Fitness
 from .health import DEFAULT_STABILITY_THRESHOLD
+from .plugins import load_plugins
 from .scoring import ScoringSetup
+from .spaces import get_space, load_space
 
 # The regret simulation's selected design (experiments/regret_simulation.py, docs): the
 # confirmed architecture with the best blend 0.25 * fitness rank + 0.75 * loss rank.
@@ -16,13 +22,6 @@ DEFAULT_ANSWER_BLEND = 0.25
 # The longest --eval-timeout: the in-process limit is a POSIX interval timer, which overflows
 # the platform's time_t near 1e10 s; a limit of 115 days is no limit in practice.
 MAX_EVAL_TIMEOUT = 1e7
-# Multi-objective search takes 2 to this many objectives (NSGA-II's DEAP classes are made for
-# each count at import).
-MAX_OBJECTIVES = 4
-
-
-class ConfigError(ValueError):
-    """Bad input from the user; the message is one line."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,9 @@ class FastSizes:
 
 FAST_SIZES = FastSizes()
 
+
+# The network sizes a space may take (its SearchSpace.size_defaults names them).
+SIZE_SETTINGS = ("embedding_size", "hidden_size", "layers", "init_gain")
 
 # Settings that change how or where a run executes, or what happens after it, but not which
 # architectures it evaluates and what they score: a run may be resumed with other values.
@@ -78,12 +80,14 @@ class SearchConfig:
     out: str | None = None
     corpus: str | None = None
     split: str = "test"
-    embedding_size: int = 400
-    hidden_size: int = 600
-    layers: int = 3
+    # The network sizes a space takes (SearchSpace.size_defaults); None: the space's default,
+    # filled in when the config is made. A space that does not take one refuses it.
+    embedding_size: int | None = None
+    hidden_size: int | None = None
+    layers: int | None = None
     batch_size: int = 50
     bptt: int = 70
-    init_gain: float = 1.0
+    init_gain: float | None = None
     metrics: tuple[str, ...] = field(default_factory=tuple)
     executor: str = "inprocess"
     ray_address: str | None = None
@@ -116,19 +120,38 @@ class SearchConfig:
     # With --confirm-top: the answer's blend weight of the fitness rank (the rest: the rank
     # of the confirmed loss); the regret simulation's choice.
     answer_blend: float = DEFAULT_ANSWER_BLEND
+    # Modules imported first, here and in every worker: they register metrics or spaces.
+    plugins: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        # Each size the space takes and the user left unset gets the space's default (the one
+        # place it is written); an unknown space is left for validate() to report.
+        try:
+            load_plugins(self.plugins)
+            defaults = load_space(self.space).size_defaults
+        except (ConfigError, KeyError, TypeError):
+            return
+        for name, value in defaults.items():
+            if getattr(self, name, value) is None:
+                object.__setattr__(self, name, value)
 
     def validate(self) -> None:
+        load_plugins(self.plugins)
+        try:
+            space = load_space(self.space)
+        except KeyError as exc:
+            raise ConfigError(exc.args[0]) from None
+        self._validate_sizes(space.size_defaults)
         positive = {
             "budget": self.budget,
             "population": self.population,
             "tournament": self.tournament,
             "top_k": self.top_k,
-            "embedding_size": self.embedding_size,
-            "hidden_size": self.hidden_size,
-            "layers": self.layers,
+            **{name: getattr(self, name) for name in SIZE_SETTINGS if name != "init_gain"},
             "batch_size": self.batch_size,
             "bptt": self.bptt,
         }
+        positive = {k: v for k, v in positive.items() if k in space.size_defaults or v is not None}
         for name, value in positive.items():
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(
@@ -153,24 +176,26 @@ class SearchConfig:
             raise ConfigError("tournament size must not exceed the population")
         if self.batch_size < 2:
             raise ConfigError("batch size must be at least 2 (correlations need several rows)")
-        if not (isinstance(self.init_gain, (int, float)) and 0 < self.init_gain < math.inf):
-            raise ConfigError(f"init-gain must be a finite number > 0, got {self.init_gain!r}")
-        if self.space != "rnn" and self.init_gain != 1:
-            raise ConfigError("--init-gain scales the RNN cells' initial weights (--space rnn)")
+        gain = self.init_gain
+        if gain is not None and not (isinstance(gain, (int, float)) and 0 < gain < math.inf):
+            raise ConfigError(f"init-gain must be a finite number > 0, got {gain!r}")
         self._validate_execution()
         self._validate_guard_and_objectives()
         self._validate_restriction()
         self._validate_proxy()
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
             raise ConfigError(f"unknown device {self.device!r} (known: cpu, cuda, auto)")
-        defaults = {f.name: f.default for f in fields(self)}
-        rnn_only = ("embedding_size", "hidden_size", "layers")
-        changed = [name for name in rnn_only if getattr(self, name) != defaults[name]]
-        if self.space != "rnn" and self.space in space_names() and changed:
-            options = ", ".join(f"--{name.replace('_', '-')}" for name in changed)
+
+    def _validate_sizes(self, taken: Mapping[str, object]) -> None:
+        given = [
+            name for name in SIZE_SETTINGS if name not in taken and getattr(self, name) is not None
+        ]
+        if given:
+            options = ", ".join(f"--{name.replace('_', '-')}" for name in given)
             raise ConfigError(
-                f"{options} size the RNN cells (--space rnn); a {self.space} architecture "
-                "carries its own sizes"
+                f"{options}: the {self.space} space does not take "
+                f"{'it' if len(given) == 1 else 'them'} (a {self.space} architecture carries its "
+                "own sizes)"
             )
 
     def _validate_guard_and_objectives(self) -> None:
@@ -202,8 +227,6 @@ class SearchConfig:
     def _validate_proxy(self) -> None:
         """The trained proxy's settings, and a corpus folder it can train on (checked by file
         name here, so the user hears of it before anything runs)."""
-        from pathlib import Path
-
         if self.proxy_steps is not None and self.proxy_epochs is not None:
             raise ConfigError("give --proxy-steps or --proxy-epochs, not both")
         if self.proxy_steps is not None and (
@@ -249,8 +272,6 @@ class SearchConfig:
     def _validate_restriction(self) -> None:
         if not self.restrict:
             return
-        from search_spaces import get_space
-
         try:
             get_space(self.space, self.restrict)
         except KeyError:
@@ -259,8 +280,6 @@ class SearchConfig:
             raise ConfigError(f"--restrict: {exc}") from None
 
     def _validate_execution(self) -> None:
-        from .executors import EXECUTORS  # executors.py imports scoring, which this needs
-
         if self.executor not in EXECUTORS:
             raise ConfigError(f"unknown executor {self.executor!r} (known: {', '.join(EXECUTORS)})")
         if self.executor != "ray":
@@ -286,15 +305,20 @@ class SearchConfig:
                     "--worker-batch with --eval-timeout: a batch has no per-architecture "
                     "time limit; give one of them"
                 )
-        if self.cuda_graphs and (self.space != "rnn" or self.device == "cpu"):
+        features = load_space(self.space).features
+        if self.cuda_graphs and ("cuda_graphs" not in features or self.device == "cpu"):
             raise ConfigError(
-                "--cuda-graphs records the RNN cells' steps on a GPU: it needs --space rnn "
+                "--cuda-graphs records a network's steps on a GPU: it needs a space that has "
+                f"them (the {self.space} space "
+                f"{'does' if 'cuda_graphs' in features else 'has none'}) "
                 "and --device cuda (or auto)"
             )
-        if self.cell_batch and (self.space != "rnn" or self.worker_batch < 2):
+        if self.cell_batch and ("cell_batch" not in features or self.worker_batch < 2):
             raise ConfigError(
-                "--cell-batch runs the first layer of a batch's RNN cells together: it needs "
-                "--space rnn and --worker-batch N with N >= 2"
+                "--cell-batch runs the first layer of a batch's networks together: it needs a "
+                f"space that can (the {self.space} space "
+                f"{'can' if 'cell_batch' in features else 'cannot'}) "
+                "and --worker-batch N with N >= 2"
             )
         if not isinstance(self.confirm_top, int) or self.confirm_top < 0:
             raise ConfigError(f"confirm-top must be an integer >= 0, got {self.confirm_top!r}")
@@ -305,16 +329,18 @@ class SearchConfig:
         if self.confirm_epochs is not None and self.confirm_epochs <= 0:
             raise ConfigError(f"confirm-epochs must be > 0, got {self.confirm_epochs}")
 
-    def fitness_metrics(self) -> tuple[str, ...]:
-        """The metrics the fitness spec names, in its order (``a:2+b`` -> ``('a', 'b')``), or
-        with ``objectives`` the objectives' metrics (``params:min`` -> ``params``).
-
-        Raises :class:`ConfigError` for a malformed spec (names are not looked up here)."""
-        from .fitness import parse_spec  # fitness.py imports this module
-
+    @cached_property
+    def parsed_fitness(self) -> Fitness:
+        """The fitness, parsed once (the spec, or the objectives) into the one object every
+        consumer receives. Raises :class:`ConfigError` for a bad spec or an unknown metric."""
+        load_plugins(self.plugins)
         if self.objectives:
-            return tuple(o.partition(":")[0].strip() for o in self.objectives)
-        return tuple(name for name, _ in parse_spec(self.fitness))
+            return Fitness.from_objectives(self.objectives, self.space)
+        return Fitness.parse(self.fitness, self.space)
+
+    def fitness_metrics(self) -> tuple[str, ...]:
+        """The metrics of the fitness (``a:2+b`` -> ``('a', 'b')``), or of the objectives."""
+        return tuple(self.parsed_fitness.metric_names)
 
     def scored_metrics(self) -> tuple[str, ...]:
         """Every fitness component first, then any extra metrics, without repeats."""
@@ -341,6 +367,8 @@ class SearchConfig:
             proxy_train_split=self.proxy_train_split,
             health_check=True,
             required_metrics=self.required_metrics(),
+            plugins=self.plugins,
+            plugin_paths=load_plugins(self.plugins),
         )
 
     def required_metrics(self) -> tuple[str, ...]:
@@ -355,6 +383,7 @@ class SearchConfig:
         for not_identity in EXECUTION_SETTINGS:
             data.pop(not_identity)
         data["metrics"] = list(self.metrics)
+        data["plugins"] = list(self.plugins)
         data["objectives"] = list(self.objectives)
         if self.reference_point is not None:
             data["reference_point"] = list(self.reference_point)

@@ -15,39 +15,34 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from scipy.stats import kendalltau, rankdata
 
-from search_spaces.rnn import ModelSizes
-
-from .config import ConfigError, SearchConfig
+from .config import SIZE_SETTINGS, SearchConfig
 from .corpus import Corpus, CorpusError, load_corpus
+from .errors import ConfigError, TrainingConfigError
 from .executors import Executor, JobFailure
 from .result import Result
+from .spaces import Trainer, get_space
 from .storage import RunStore
-from .training import (
-    TrainingConfigError,
-    TrainingData,
-    TrainingOutcome,
-    TrainingRecipe,
-    prepare_data,
-    train_architecture,
-)
 
 
 @dataclass(frozen=True)
 class ConfirmationPlan:
-    recipe: TrainingRecipe
-    data: TrainingData
-    sizes: ModelSizes
+    trainer: Trainer
+    recipe: Any  # the space's training recipe
+    data: Any  # its training data
+    sizes: Any  # its model sizes
 
 
 def plan_confirmation(config: SearchConfig, search_corpus: Corpus) -> ConfirmationPlan:
     """Check the confirmation settings and load its data (before the search starts, so a bad
     corpus is reported before any scoring is spent)."""
-    if config.space != "rnn":
+    trainer = get_space(config.space).trainer
+    if trainer is None:
         raise ConfigError(
-            f"--confirm-top trains RNN cells; the {config.space} space has no trainer"
+            f"--confirm-top trains the best architectures; the {config.space} space has no trainer"
         )
     corpus = search_corpus
     if config.confirm_corpus is not None:
@@ -57,23 +52,18 @@ def plan_confirmation(config: SearchConfig, search_corpus: Corpus) -> Confirmati
             raise ConfigError(f"--confirm-corpus: {exc}") from None
     train_split = "train" if "train" in corpus.splits else "valid"
     try:
-        recipe = TrainingRecipe(
+        recipe = trainer.recipe(
             steps=config.confirm_steps,
             epochs=config.confirm_epochs,
             seed=config.seed,
             device=config.device,
             train_split=train_split,
         )
-        data = prepare_data(corpus, recipe)
+        data = trainer.prepare_data(corpus, recipe)
     except TrainingConfigError as exc:
         raise ConfigError(f"confirmation training: {exc}") from None
-    sizes = ModelSizes(
-        vocab_size=data.vocab_size,
-        embedding_size=config.embedding_size,
-        hidden_size=config.hidden_size,
-        num_layers=config.layers,
-    )
-    return ConfirmationPlan(recipe, data, sizes)
+    sizes = trainer.sizes(data, {name: getattr(config, name) for name in SIZE_SETTINGS})
+    return ConfirmationPlan(trainer, recipe, data, sizes)
 
 
 def confirm(
@@ -94,7 +84,7 @@ def confirm(
     }
     todo = [(rank, r, f) for rank, (r, f) in enumerate(top, start=1) if r.arch_id not in done]
     jobs = [(dict(r.arch), plan.sizes, plan.data, plan.recipe) for _, r, _ in todo]
-    for i, outcome in executor.run_jobs(train_architecture, jobs):
+    for i, outcome in executor.run_jobs(plan.trainer.train, jobs):
         rank, result, fitness = todo[i]
         record = _record(rank, result, fitness, outcome)
         store.append_confirmed(record)
@@ -170,9 +160,7 @@ def _confirmed_loss(row: dict) -> float | None:
     return loss if loss is not None and math.isfinite(loss) else None
 
 
-def _record(
-    rank: int, result: Result, fitness: float, outcome: TrainingOutcome | JobFailure
-) -> dict:
+def _record(rank: int, result: Result, fitness: float, outcome: Any) -> dict:
     if isinstance(outcome, JobFailure):
         status, error, training = "failed", f"training job failed: {outcome.reason}", {}
     else:

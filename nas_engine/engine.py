@@ -10,20 +10,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from search_spaces import get_space, space_names
-
-from .batched import CELL_BATCH_FALLBACK, cell_batch_refusal
 from .config import ConfigError, SearchConfig
 from .confirm import ConfirmationPlan, answer, answer_rule, confirm, plan_confirmation
 from .corpus import Corpus, CorpusError, first_batch
+from .devices import resolve_device
 from .executors import Executor, ExecutorError, make_executor
 from .fitness import Fitness
 from .health import STABILITY
 from .metrics import get_metric, metric_names
 from .pareto import HYPERVOLUME, FrontTracker, pareto_front
-from .probes import first_layer_only
-from .result import FLAGGED, Candidate, Evaluation, Result
-from .scoring import resolve_device
+from .result import CELL_BATCH_FALLBACK, FLAGGED, Candidate, Evaluation, Result
+from .spaces import get_space
 from .storage import RunFolderError, RunStore
 from .strategies import STRATEGIES, SpaceExhausted, Strategy, make_strategy
 
@@ -79,39 +76,26 @@ class _Prepared:
 
 def prepare(config: SearchConfig) -> _Prepared:
     """Check everything a user can get wrong, before anything is written."""
-    config.validate()
-    try:
-        get_space(config.space)
-    except KeyError:
-        raise ConfigError(
-            f"unknown space {config.space!r} (known: {', '.join(space_names())})"
-        ) from None
-    if config.objectives:  # ConfigError: bad objective or metric
-        fitness = Fitness.from_objectives(config.objectives, config.space)
-    else:
-        fitness = Fitness.parse(config.fitness, config.space)  # ConfigError: bad spec or metric
+    config.validate()  # ConfigError: an unknown space among the rest
+    fitness = config.parsed_fitness  # ConfigError: bad spec, objective or metric
     try:
         for name in config.metrics:
             get_metric(name.strip(), config.space)
     except KeyError as exc:
         raise ConfigError(exc.args[0]) from None
-    if config.cell_batch:
-        metrics = config.scored_metrics()
-        needs = {n for name in metrics for n in get_metric(name, config.space).needs}
-        if not first_layer_only(needs, config.layers):
-            raise ConfigError("--cell-batch: " + cell_batch_refusal(metrics, needs))
     if config.strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {config.strategy!r} (known: {', '.join(STRATEGIES)})")
-    for name in config.scored_metrics():
-        if name.startswith("hidden_cov_l") and int(name[-1]) > config.layers:
-            raise ConfigError(
-                f"{name} needs at least {name[-1]} layers, the model has {config.layers}"
-            )
     try:
         resolve_device(config.device)
     except (ValueError, RuntimeError) as exc:
         raise ConfigError(str(exc)) from None
     setup = config.scoring_setup()
+    needs = frozenset(n for name in setup.metrics for n in get_metric(name, config.space).needs)
+    try:  # what the space cannot score: a metric deeper than the model, a cell batch
+        get_space(config.space).check_setup(setup, needs)
+    except ValueError as exc:
+        option = "--cell-batch: " if config.cell_batch and "cell batch" in str(exc) else ""
+        raise ConfigError(option + str(exc)) from None
     try:
         corpus = setup.load_corpus()
         first_batch(corpus.split(config.split), config.batch_size, config.bptt)

@@ -29,7 +29,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .config import MAX_OBJECTIVES, ConfigError
+from .errors import ConfigError
 from .metrics import Metric, get_metric
 
 ENSEMBLE_RULE = (
@@ -41,6 +41,11 @@ ENSEMBLE_RULE = (
     "('top') recomputes it against all ok results of the run; evolution's tournament compares "
     "the members of its current population against that population"
 )
+
+
+# Multi-objective search takes 2 to this many objectives (NSGA-II's DEAP classes are made for
+# each count at import).
+MAX_OBJECTIVES = 4
 
 
 def parse_spec(spec: str) -> tuple[tuple[str, Fraction], ...]:

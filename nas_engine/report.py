@@ -11,13 +11,12 @@ from .config import SearchConfig
 from .engine import SearchOutcome, ranking, run_search
 from .fitness import Fitness
 from .result import Result
+from .spaces import get_space
 
 
-def top_table(
-    results: list[Result], k: int, fitness: Fitness | None = None, space: str = "rnn"
-) -> pd.DataFrame:
+def top_table(results: list[Result], k: int, fitness: Fitness | None = None) -> pd.DataFrame:
     """The top ``k``: final fitness (see :func:`ranking`), then each fitness component's value,
-    then the other recorded metrics (and, for RNN cells, their number of nodes)."""
+    then the other recorded metrics."""
     first = fitness.metric_names if fitness is not None else ()
     rows = []
     for rank, (r, final) in enumerate(ranking(results, fitness)[:k], start=1):
@@ -28,7 +27,6 @@ def top_table(
                 "fitness": final,
                 **{name: r.metrics[name] for name in first},
                 **{name: v for name, v in r.metrics.items() if name not in first},
-                **({"nodes": len(r.arch)} if space == "rnn" else {}),
                 "origin": r.origin.split(":")[0],
                 "seconds": r.seconds,
             }
@@ -90,10 +88,15 @@ def run_with_progress(config: SearchConfig, progress: bool = True) -> int:
     )
     if outcome.fitness is not None and outcome.fitness.is_ensemble:
         print(f"fitness {outcome.fitness.name}: rank-based ensemble, against all ok results")
-    table = top_table(outcome.results, config.top_k, outcome.fitness, config.space)
+    table = top_table(outcome.results, config.top_k, outcome.fitness)
     if len(table):
         with pd.option_context("display.width", 200, "display.max_columns", 20):
             print(table.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
+        space = get_space(config.space)
+        for rank, (result, _) in enumerate(
+            ranking(outcome.results, outcome.fitness)[: config.top_k], 1
+        ):
+            print(f"{rank:>4}  {result.arch_id}  {space.describe(space.validate(result.arch))}")
     else:
         print("no architecture was scored successfully")
     confirmation = outcome.summary.get("confirmation")

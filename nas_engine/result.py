@@ -14,6 +14,9 @@ METRIC_ERRORS = "metric_errors"
 # details key: the stability guard flagged this ok result (nas_engine.health); it is kept out
 # of the ranking, evolution's parents, the run's answer and the Pareto front.
 FLAGGED = "stability_flagged"
+# The details key under which an evaluation records why its cell batch fell back (the RNN
+# space's batch scorer); a search's summary counts them.
+CELL_BATCH_FALLBACK = "cell_batch_fallback"
 
 
 @dataclass(frozen=True)

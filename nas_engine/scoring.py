@@ -9,20 +9,17 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
 from threadpoolctl import ThreadpoolController
 
-from search_spaces import get_space
-
-from .bert_probes import BertProbe, BertProber
 from .corpus import Corpus, embedded_corpus, load_corpus
-from .health import STABILITY, growth_of, state_verdict
+from .devices import resolve_device
 from .metrics import Measured, MetricFailure, get_metric
-from .probes import RNNProbe, RNNProber
+from .plugins import load_plugins
 from .result import METRIC_ERRORS, Candidate, Evaluation
+from .spaces import Probe, get_space
 
 
 @dataclass(frozen=True)
@@ -31,9 +28,10 @@ class ScoringSetup:
 
     space: str = "rnn"
     metrics: tuple[str, ...] = ("hidden_cov",)
-    embedding_size: int = 400
-    hidden_size: int = 600
-    num_layers: int = 3
+    # The network sizes (None: the space's default; see SearchSpace.size_defaults).
+    embedding_size: int | None = None
+    hidden_size: int | None = None
+    num_layers: int | None = None
     batch_size: int = 50
     bptt: int = 70
     corpus: str | None = None
@@ -41,7 +39,7 @@ class ScoringSetup:
     seed: int = 0
     device: str = "cpu"
     # Scale of the RNN cells' initial weights (search_spaces.rnn.model.ModelSizes.init_gain).
-    init_gain: float = 1.0
+    init_gain: float | None = None
     # RNN space on CUDA: each recurrence's step recorded once as a CUDA graph and replayed
     # (search_spaces.rnn.graphs); the same scores, fewer kernel launches.
     cuda_graphs: bool = False
@@ -62,6 +60,11 @@ class ScoringSetup:
     # any other metric that fails is recorded with its reason, and the result stays ok.
     # None: every metric is required (the benchmarks).
     required_metrics: tuple[str, ...] | None = None
+    # Modules that register metrics or spaces (--plugin): every process that scores imports
+    # them first, a Ray worker too; ``plugin_paths``, the folders they were found in, are put
+    # on such a process's import path.
+    plugins: tuple[str, ...] = ()
+    plugin_paths: tuple[str, ...] = ()
 
     def load_corpus(self) -> Corpus:
         if self.corpus is None:
@@ -69,51 +72,35 @@ class ScoringSetup:
         return load_corpus(self.corpus, self.split)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
-    return device
-
-
-Prober = RNNProber | BertProber
-# Each space's prober, made once per scorer from (setup, corpus, device, needs): it builds the
-# space's input once and hands out a probe per architecture.
-PROBERS: dict[str, Callable[[ScoringSetup, Corpus, torch.device, frozenset[str]], Prober]] = {
-    "rnn": RNNProber,
-    "bert": BertProber.from_setup,
-}
-
-
 class Scorer:
     """Scores candidates of one setup; the space's input is built once, on the device."""
 
     def __init__(self, setup: ScoringSetup, corpus: Corpus | None = None) -> None:
+        load_plugins(setup.plugins, setup.plugin_paths)
         self.setup = setup
         self.space = get_space(setup.space)
         self.device = resolve_device(setup.device)
-        if setup.cuda_graphs and (setup.space != "rnn" or self.device.type != "cuda"):
-            raise ValueError(
-                "CUDA graphs record the RNN cells' steps on a CUDA device "
-                f"(space {setup.space!r}, device {self.device})"
-            )
         self.metrics = [get_metric(m, setup.space) for m in setup.metrics]
-        corpus = corpus or setup.load_corpus()
-        self.corpus_description = corpus.description
         # The plan: the union of the metrics' needs, each a declared pass of the space's probe.
         self.needs = frozenset(n for m in self.metrics for n in m.needs)
-        self.prober: Prober = PROBERS[setup.space](setup, corpus, self.device, self.needs)
+        self.space.check_setup(setup, self.needs)
+        corpus = corpus or setup.load_corpus()
+        self.corpus_description = corpus.description
+        self.prober = self.space.prober(setup, corpus, self.device, self.needs)
         # numpy's and scipy's BLAS (OpenBLAS, for the eigen score) run single-threaded inside
         # a score: torch's own threads do the parallel work, and OpenBLAS threads left
         # spinning after a call took the cores from them (at the benchmark's sizes on 2
         # cores, a score took 0.30 s with both pools at 2 threads, 0.16 s with OpenBLAS at 1).
         self._blas = ThreadpoolController()
 
-    def probe(self, arch) -> RNNProbe | BertProbe:
+    def probe(self, arch: object) -> Probe:
         """The probe of one (validated) architecture, planned for this scorer's metrics."""
         return self.prober.probe(arch)
+
+    def score_batch(self, candidates: Sequence[Candidate]) -> list[Evaluation]:
+        """One evaluation per candidate, in order (a space's scorer may share work among
+        them: see ``SearchSpace.scorer_class``)."""
+        return [self.score(c) for c in candidates]
 
     def score(self, candidate: Candidate) -> Evaluation:
         """Every metric of the setup, each on its own: one that fails does not stop the others
@@ -130,8 +117,8 @@ class Scorer:
         try:
             arch = self.space.validate(candidate.arch)
             probe = self.probe(arch)
-            if self.setup.health_check and isinstance(probe, RNNProbe):
-                degenerate = self._examine(probe, details)
+            if self.setup.health_check:
+                degenerate = self.space.health(probe, details)
                 if degenerate is not None:
                     return self._failed(degenerate, metrics, details, start)
         except Exception as exc:  # an architecture that breaks scoring is a result, not a crash
@@ -159,15 +146,6 @@ class Scorer:
         return Evaluation("ok", metrics, details, None, seconds, reasons)
 
     @staticmethod
-    def _examine(probe: RNNProbe, details: dict) -> str | None:
-        """The health rule (:mod:`nas_engine.health`) on the scoring pass's states: why the
-        network is degenerate, or None; the stress growth goes into ``details``."""
-        verdict = state_verdict(probe.health_states())
-        if verdict.degenerate is None:
-            details[STABILITY] = round(growth_of(probe.stress_rms()), 6)
-        return verdict.degenerate
-
-    @staticmethod
     def _failed(
         reason: str,
         metrics: dict,
@@ -184,3 +162,10 @@ def _reason(exc: Exception) -> str:
     where = traceback.extract_tb(exc.__traceback__)[-1]
     place = f"{where.filename.rsplit('/', 1)[-1]}:{where.lineno}"
     return f"{type(exc).__name__}: {exc} (at {place})"
+
+
+def make_scorer(setup: ScoringSetup, corpus: Corpus | None = None) -> Scorer:
+    """The scorer of ``setup``'s space: its own batch scorer where it has one."""
+    load_plugins(setup.plugins, setup.plugin_paths)
+    scorer_class = get_space(setup.space).scorer_class or Scorer
+    return scorer_class(setup, corpus)

@@ -2,7 +2,7 @@
 
 import sys
 
-from .cli import search_main
+from .cli.search import search_main
 
 if __name__ == "__main__":
     sys.exit(search_main())

@@ -2,7 +2,7 @@
 
 import sys
 
-from .train_cli import train_main
+from .cli.train import train_main
 
 if __name__ == "__main__":
     sys.exit(train_main())

@@ -40,10 +40,10 @@ def temp_metric():
     added: list[str] = []
 
     def add(name: str, fn=lambda probe: 1.0, direction: str = "higher") -> str:
-        register(name, direction=direction, needs=set(), description="test only")(fn)
+        register(name, space="rnn", direction=direction, needs=set(), description="test only")(fn)
         added.append(name)
         return name
 
     yield add
     for name in added:
-        _METRICS.pop(name, None)
+        _METRICS.pop(("rnn", name), None)

@@ -9,11 +9,11 @@ import pytest
 import torch
 from helpers import tiny_setup, token_corpus
 
-from nas_engine.batched import CELL_BATCH_FALLBACK, BatchedScorer, score_batch
-from nas_engine.result import Candidate
+from nas_engine.result import CELL_BATCH_FALLBACK, Candidate
 from nas_engine.scoring import Scorer, ScoringSetup
 from search_spaces.rnn import RNNLanguageModel, preset
 from search_spaces.rnn.batch import CellBatch
+from search_spaces.rnn.batched import BatchedScorer
 from search_spaces.rnn.generator import sample_cell
 
 METRICS = ("hidden_cov", "hidden_cov_l2", "activation_distance", "params")
@@ -60,12 +60,12 @@ def test_score_batch_with_a_plain_scorer_and_an_empty_batch() -> None:
     corpus = token_corpus()
     cands = _candidates()[:2]
     plain = Scorer(_setup(metrics=("hidden_cov",)), corpus)
-    got = score_batch(plain, cands)
+    got = plain.score_batch(cands)
     expected = [plain.score(c) for c in cands]
     assert [g.metrics for g in got] == [e.metrics for e in expected]
     batched = BatchedScorer(_setup(metrics=("hidden_cov",)), corpus)
-    assert score_batch(batched, []) == []
-    assert [g.metrics for g in score_batch(batched, cands)] == [e.metrics for e in expected]
+    assert batched.score_batch([]) == []
+    assert [g.metrics for g in batched.score_batch(cands)] == [e.metrics for e in expected]
 
 
 def test_batched_scorer_shares_one_embedding() -> None:
@@ -176,7 +176,7 @@ def test_cell_batches_are_refused_where_they_cannot_serve() -> None:
     for metrics in [("hidden_cov_l2",), ("hidden_cov", "activation_distance"), ("params",)]:
         with pytest.raises(ValueError, match="read more than the first layer"):
             BatchedScorer(_cell_batch_setup(metrics=metrics), corpus)
-    with pytest.raises(ValueError, match="RNN cells"):
+    with pytest.raises(ValueError, match="the bert space does not implement it"):
         BatchedScorer(
             ScoringSetup(space="bert", metrics=("params",), batch_size=4, bptt=8, cell_batch=True),
             corpus,
@@ -206,7 +206,7 @@ def test_cuda_cell_batch_matches_one_at_a_time(graphs: bool) -> None:
 
 # ---------------------------------------------------------------------- the search's --fast
 def _sizes_after_parsing(*argv: str) -> tuple[int, int, int, int, int]:
-    from nas_engine.cli import _apply_fast, search_parser
+    from nas_engine.cli.search import _apply_fast, search_parser
 
     parser = search_parser()
     args = parser.parse_args(list(argv))
@@ -219,9 +219,10 @@ def test_fast_sets_the_fast_sizes_and_explicit_sizes_win() -> None:
     from nas_engine.config import FAST_SIZES
 
     fast = (FAST_SIZES.embedding_size, FAST_SIZES.hidden_size, FAST_SIZES.batch_size)
-    assert _sizes_after_parsing() == (400, 600, 50, 70, 3)
-    assert _sizes_after_parsing("--fast") == (*fast, FAST_SIZES.bptt, 3)
-    assert _sizes_after_parsing("--fast", "--bptt", "9") == (*fast, 9, 3)
+    # Unset network sizes stay None: the space's own defaults fill them (SearchConfig).
+    assert _sizes_after_parsing() == (None, None, 50, 70, None)
+    assert _sizes_after_parsing("--fast") == (*fast, FAST_SIZES.bptt, None)
+    assert _sizes_after_parsing("--fast", "--bptt", "9") == (*fast, 9, None)
     # Given explicitly, even at its default value, a size is kept.
     assert _sizes_after_parsing("--hidden-size", "600", "--fast")[1] == 600
     assert _sizes_after_parsing("--embedding-size=70", "--fast")[0] == 70

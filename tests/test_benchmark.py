@@ -15,7 +15,8 @@ import pytest
 from helpers import LOGS_ZIP, PTB_DIR, require, run_module
 from scipy import stats
 
-from nas_engine.nbnlp import LogsError, correlations, read_logs
+from nas_engine.benchmarks.correlate import correlations
+from nas_engine.benchmarks.nbnlp import LogsError, read_logs
 
 TINY = ["--embedding-size", "16", "--hidden-size", "16", "--batch-size", "8", "--bptt", "10"]
 
@@ -138,7 +139,7 @@ def test_together_gives_the_per_metric_values(log_folder: Path) -> None:
     a probe of its own, including which metric fails and why."""
     from helpers import token_corpus
 
-    from nas_engine.nbnlp import BenchmarkSettings, score_logs
+    from nas_engine.benchmarks.nbnlp import BenchmarkSettings, score_logs
 
     logs = read_logs(log_folder)
     settings = BenchmarkSettings(
@@ -164,8 +165,8 @@ def test_together_gives_each_failed_metric_its_own_reason(log_folder: Path, temp
     """Two metrics failing on one probe: each row names its own reason, not both."""
     from helpers import token_corpus
 
+    from nas_engine.benchmarks.nbnlp import BenchmarkSettings, score_logs
     from nas_engine.metrics import MetricFailure
-    from nas_engine.nbnlp import BenchmarkSettings, score_logs
 
     def failing(reason: str):
         def fn(probe):

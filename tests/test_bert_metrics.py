@@ -11,13 +11,13 @@ import torch
 from helpers import token_corpus
 from torch.nn import functional as F
 
-from nas_engine import bert_probes
-from nas_engine.bert_probes import BertProbe
 from nas_engine.metrics import get_metric, metric_names
-from nas_engine.probes import derived_seed
 from nas_engine.result import Candidate
 from nas_engine.scoring import Scorer, ScoringSetup
+from nas_engine.seeds import derived_seed
 from search_spaces.bert import BertConfig, EncoderSizes, LayerConfig
+from search_spaces.bert import probe as bert_probes
+from search_spaces.bert.probe import BertProbe
 
 HIDDEN, HEADS, FF, VOCAB, LENGTH, BATCH, SEED = 128, 2, 32, 20, 6, 3, 0
 EPS = 1e-12

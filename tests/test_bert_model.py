@@ -11,13 +11,13 @@ import pytest
 import scipy.fft
 import torch
 
+from nas_engine.parameters import count_parameters
 from search_spaces.bert import (
     BertConfig,
     BertEncoder,
     EncoderSizes,
     LayerConfig,
     count_nonembedding_parameters,
-    count_parameters,
 )
 from search_spaces.bert.model import dct2, token_mixing
 

@@ -14,8 +14,9 @@ from scipy import stats
 
 import nas_engine
 from nas_engine import ConfigError, SearchConfig
-from nas_engine.cli import benchmark_main, search_main
-from nas_engine.nbbert import BenchmarkError, read_benchmark
+from nas_engine.benchmarks.nbbert import BenchmarkError, read_benchmark
+from nas_engine.cli.benchmark import benchmark_main
+from nas_engine.cli.search import search_main
 from nas_engine.result import Candidate
 from nas_engine.scoring import Scorer
 from search_spaces.bert import BertConfig, parse_restriction

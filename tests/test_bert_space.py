@@ -12,7 +12,7 @@ from helpers import DATA_DIR, require
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from search_spaces import get_space
+from nas_engine.spaces import get_space
 from search_spaces.bert import (
     BertConfig,
     BertConfigError,

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from search_spaces import get_space
-from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel, count_parameters, preset
+from nas_engine.parameters import count_parameters
+from nas_engine.spaces import get_space
+from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel, preset
 from search_spaces.rnn.generator import cell_distance, mutate_cell, sample_cell
 from search_spaces.rnn.recipe import ACTIVATIONS, COMMUTATIVE_OPS, output_index
 

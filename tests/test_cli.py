@@ -23,6 +23,7 @@ TINY_ARGS = [
     "--bptt",
     "10",
 ]
+TINY_INPUT_ARGS = TINY_ARGS[4:]  # the scoring input's sizes only (--batch-size, --bptt)
 OPTIONS = [
     "--worker-batch",
     "--space",
@@ -153,7 +154,7 @@ def test_list_metrics() -> None:
         (["--init-gain", "0"], ["--init-gain"]),
         (["--init-gain", "nan"], ["--init-gain"]),
         (["--init-gain", "inf"], ["init-gain", "finite"]),
-        (["--space", "bert", "--init-gain", "2"], ["--init-gain", "rnn"]),
+        (["--space", "bert", "--init-gain", "2"], ["--init-gain", "the bert space does not take"]),
         (["--objectives", "hidden_cov,params", "--fitness", "params"], ["--objectives"]),
         (["--objectives", "hidden_cov"], ["2 to 4"]),
         (["--objectives", "hidden_cov,params:smallest"], [":min or :max"]),
@@ -253,22 +254,23 @@ def test_search_on_penn_treebank(tmp_path: Path) -> None:
             "a batch has no per-architecture time limit",
         ),
         (["--confirm-steps", "3", "--confirm-epochs", "1", "--confirm-top", "1"], "not both"),
-        (["--cuda-graphs"], "--cuda-graphs records the RNN cells' steps on a GPU"),
-        (["--cell-batch"], "--cell-batch runs the first layer of a batch's RNN cells together"),
+        (["--cuda-graphs"], "--cuda-graphs records a network's steps on a GPU"),
+        (["--cell-batch"], "--cell-batch runs the first layer of a batch's networks together"),
         (
             ["--cell-batch", "--worker-batch", "4", "--fitness", "hidden_cov_l2"],
             "--cell-batch: cell batches run the first layer's forward",
         ),
         (
             ["--cuda-graphs", "--space", "bert", "--device", "cuda"],
-            "--cuda-graphs records the RNN cells' steps on a GPU",
+            "--cuda-graphs records a network's steps on a GPU",
         ),
     ],
 )
 def test_bad_execution_options_exit_2_with_one_line(
     tmp_path: Path, args: list[str], message: str
 ) -> None:
-    done = run_module("nas_engine.search", *TINY_ARGS, *args)
+    sizes = TINY_ARGS if "bert" not in args else TINY_INPUT_ARGS  # bert takes no RNN sizes
+    done = run_module("nas_engine.search", *sizes, *args)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from nas_engine.metrics.rnn import hidden_cov
-from nas_engine.probes import RNNProbe
 from search_spaces.rnn import ModelSizes, Recipe, RecipeCell, RNNLanguageModel, compiled, preset
 from search_spaces.rnn.compiled import CellProgram
 from search_spaces.rnn.generator import mutate_cell, sample_cell
 from search_spaces.rnn.graphs import repeat_eagerly
+from search_spaces.rnn.metrics.covariance import hidden_cov
 from search_spaces.rnn.model import CellRecord, SharedEmbedding
+from search_spaces.rnn.probe import RNNProbe
 
 
 def _cells() -> list[tuple[str, Recipe]]:

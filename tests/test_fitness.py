@@ -19,8 +19,8 @@ from nas_engine.executors import InProcessExecutor
 from nas_engine.fitness import Fitness, parse_spec
 from nas_engine.metrics import metric_names
 from nas_engine.result import Result
+from nas_engine.spaces import get_space
 from nas_engine.strategies import AgingEvolution
-from search_spaces import get_space
 
 TINY = dict(hidden_size=16, embedding_size=16, batch_size=8, bptt=10)
 ENSEMBLE = "hidden_cov+params"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from helpers import EXAMPLES_JSON, read_logs, require
 
-from search_spaces import get_space, space_names
+from nas_engine.spaces import get_space, space_names
 from search_spaces.rnn import Recipe, preset
 from search_spaces.rnn.generator import PRESETS, sample_cell
 from search_spaces.rnn.recipe import ACTIVATIONS, BLEND, LINEAR, OPS, PROD, SUM, output_index

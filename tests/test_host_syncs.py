@@ -27,11 +27,11 @@ from helpers import (
     tiny_setup,
 )
 
-from nas_engine.batched import BatchedScorer
 from nas_engine.metrics import eig_score
 from nas_engine.result import Candidate
 from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel, preset
 from search_spaces.rnn.batch import CellBatch
+from search_spaces.rnn.batched import BatchedScorer
 from search_spaces.rnn.compiled import GatheredRows
 from search_spaces.rnn.generator import sample_cell
 from search_spaces.rnn.graphs import StepGraphs, repeat_eagerly

@@ -18,19 +18,19 @@ from torch.nn import functional as F
 
 from nas_engine.corpus import CorpusError, batchify, first_batch, windows
 from nas_engine.metrics import MetricFailure, get_metric, metric_names
-from nas_engine.probes import (
+from nas_engine.result import Candidate
+from nas_engine.scoring import Scorer, ScoringSetup
+from nas_engine.seeds import derived_seed
+from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel, preset
+from search_spaces.rnn.generator import sample_cell
+from search_spaces.rnn.probe import (
     NOISE_LEVELS,
     NTK_MINIBATCHES,
     PASSES,
     RNNProbe,
     check_need,
-    derived_seed,
     plan_depth,
 )
-from nas_engine.result import Candidate
-from nas_engine.scoring import Scorer, ScoringSetup
-from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel, preset
-from search_spaces.rnn.generator import sample_cell
 
 K = 1e-5
 SEED = 0
@@ -179,10 +179,10 @@ def test_needs_plan_the_depth() -> None:
         check_need("entering_states:x")
     with pytest.raises(ValueError, match="noise level"):
         check_need("jacobian_noise:medium")
-    # A layer beyond the model fails that metric when scored, with the reason.
+    # A layer beyond the model: the space refuses the setup, before anything is scored.
     assert plan_depth({"entering_states:3"}, 2) == 2
-    ev = scorer("hidden_cov_l3", num_layers=2).score(Candidate(MIXED.key, MIXED.to_dict()))
-    assert ev.status == "failed" and "layer must be in 1..2" in ev.error
+    with pytest.raises(ValueError, match="hidden_cov_l3 needs at least 3 layers, the model has 2"):
+        scorer("hidden_cov_l3", num_layers=2)
     assert "saliency:states" in PASSES
     assert scorer("hidden_cov_l2").prober.depth == 2
     assert scorer("hidden_cov", "zen").prober.depth == 3

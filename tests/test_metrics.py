@@ -14,11 +14,12 @@ from hypothesis.extra import numpy as hnp
 
 from nas_engine.corpus import first_batch
 from nas_engine.metrics import MetricFailure, eig, eig_score, get_metric, metric_names
-from nas_engine.probes import RNNProbe
+from nas_engine.parameters import count_parameters
 from nas_engine.result import Candidate
 from nas_engine.scoring import Scorer, ScoringSetup
-from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel, count_parameters, preset
+from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel, preset
 from search_spaces.rnn.generator import sample_cell
+from search_spaces.rnn.probe import RNNProbe
 
 K = 1e-5
 DEAD = -(math.log(K) + 1 / K)  # the score term of one zero eigenvalue

@@ -9,12 +9,12 @@ import pytest
 import torch
 from helpers import read_logs
 
+from nas_engine.parameters import count_parameters
 from search_spaces.rnn import (
     ModelSizes,
     Recipe,
     RecipeCell,
     RNNLanguageModel,
-    count_parameters,
     preset,
 )
 from search_spaces.rnn.generator import mutate_cell, sample_cell

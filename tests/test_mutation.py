@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from search_spaces import get_space
+from nas_engine.spaces import get_space
 from search_spaces.rnn import Recipe, preset
 from search_spaces.rnn.generator import MUTATIONS, mutate_cell, sample_cell
 

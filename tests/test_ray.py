@@ -17,7 +17,7 @@ import nas_engine  # noqa: E402
 from nas_engine.executors import RayExecutor  # noqa: E402
 from nas_engine.result import Candidate  # noqa: E402
 from nas_engine.scoring import ScoringSetup  # noqa: E402
-from search_spaces import get_space  # noqa: E402
+from nas_engine.spaces import get_space  # noqa: E402
 
 TINY = dict(hidden_size=16, embedding_size=16, batch_size=8, bptt=10, population=4, tournament=2)
 # Sizes at which one scoring call takes a good fraction of a second in a one-thread worker.

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from search_spaces import get_space
+from nas_engine.spaces import get_space
 from search_spaces.rnn import Recipe, RecipeError, preset
 
 

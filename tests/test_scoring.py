@@ -12,10 +12,10 @@ from helpers import token_corpus
 import nas_engine
 from nas_engine.metrics import Measured, MetricFailure, register
 from nas_engine.metrics.registry import _METRICS
-from nas_engine.probes import RNNProbe
 from nas_engine.result import Candidate
 from nas_engine.scoring import Scorer, ScoringSetup
 from search_spaces.rnn import preset
+from search_spaces.rnn.probe import RNNProbe
 
 TINY = dict(embedding_size=8, hidden_size=12, batch_size=6, bptt=8)
 SEARCH_TINY = dict(embedding_size=8, hidden_size=12, batch_size=6, bptt=8)
@@ -156,13 +156,15 @@ def test_lower_is_better_metric_is_negated(temp_metric, tmp_path) -> None:
 def test_registering_twice_is_refused(temp_metric) -> None:
     temp_metric("test_once", lambda p: 1.0)
     with pytest.raises(ValueError, match="registered twice"):
-        register("test_once", direction="higher", needs=set(), description="")(lambda p: 2.0)
+        register("test_once", space="rnn", direction="higher", needs=set(), description="")(
+            lambda p: 2.0
+        )
     with pytest.raises(ValueError, match="direction"):
-        register("test_sideways", direction="sideways", needs=set(), description="")
+        register("test_sideways", space="rnn", direction="sideways", needs=set(), description="")
 
 
 def test_registry_is_clean_after_temporary_metrics() -> None:
-    assert not [n for n in _METRICS if n.startswith("test_")]
+    assert not [n for _, n in _METRICS if n.startswith("test_")]
 
 
 def test_scorer_batch_comes_from_the_corpus() -> None:
@@ -193,7 +195,7 @@ def test_a_failing_metric_does_not_stop_the_metrics_after_it(temp_metric) -> Non
 @pytest.mark.parametrize("shared", [False, True], ids=["own-embedding", "shared-embedding"])
 def test_the_scoring_model_has_the_setup_s_init_gain(shared: bool) -> None:
     """The gain reaches the network a probe scores, on both ways a scorer builds it."""
-    from nas_engine.probes import RNNProber
+    from search_spaces.rnn.probe import RNNProber
 
     corpus = token_corpus(40, 600)
     models = []

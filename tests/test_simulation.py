@@ -17,10 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from nas_engine.fitness import Fitness, parse_spec
-from nas_engine.metrics import get_metric
-from nas_engine.nbnlp import TrainingLog
-from nas_engine.simulation import (
+from nas_engine.analysis.regret import (
     CostAwareTwoStage,
     Ordering,
     Pool,
@@ -38,6 +35,9 @@ from nas_engine.simulation import (
     pool_from_logs,
     simulate,
 )
+from nas_engine.benchmarks.nbnlp import TrainingLog
+from nas_engine.fitness import Fitness, parse_spec
+from nas_engine.metrics import get_metric
 
 # Four architectures a, b, c, d (positions 0..3).
 #   final test loss   5.0  4.0  4.5  6.0    -> best is b (4.0); regrets 1.0, 0, 0.5, 2.0
@@ -423,7 +423,7 @@ def test_real_logs_one_epoch_of_the_whole_pool():
     validation loss, whatever the ordering: checked against the raw JSON directly."""
     from helpers import read_logs
 
-    from nas_engine.nbnlp import read_logs as read_training_logs
+    from nas_engine.benchmarks.nbnlp import read_logs as read_training_logs
 
     raw = [d for _, d in read_logs() if d["status"] == "OK"]
     pick = min(raw, key=lambda d: d["val_losses"][0])

@@ -11,15 +11,15 @@ import pytest
 import torch
 from helpers import tiny_setup
 
-from nas_engine.batched import BatchedScorer
 from nas_engine.config import ConfigError, SearchConfig
-from nas_engine.metrics.rnn import hidden_cov
-from nas_engine.probes import RNNProbe
 from nas_engine.result import Candidate
 from nas_engine.scoring import Scorer, ScoringSetup
 from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel, preset
+from search_spaces.rnn.batched import BatchedScorer
 from search_spaces.rnn.generator import mutate_cell, sample_cell
 from search_spaces.rnn.graphs import StepGraphs, repeat_eagerly
+from search_spaces.rnn.metrics.covariance import hidden_cov
+from search_spaces.rnn.probe import RNNProbe
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

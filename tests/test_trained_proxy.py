@@ -13,17 +13,17 @@ import nas_engine
 from nas_engine.config import ConfigError
 from nas_engine.corpus import load_corpus
 from nas_engine.metrics import MetricFailure, get_metric, metric_names
-from nas_engine.probes import RNNProbe
 from nas_engine.result import Candidate
 from nas_engine.scoring import Scorer, ScoringSetup
-from nas_engine.training import (
+from search_spaces.rnn import ModelSizes, preset
+from search_spaces.rnn.probe import RNNProbe
+from search_spaces.rnn.training import (
     ProxyTraining,
     TrainingRecipe,
     build_model,
     prepare_data,
     train_architecture,
 )
-from search_spaces.rnn import ModelSizes, preset
 
 TINY = {"embedding_size": 16, "hidden_size": 16, "layers": 2, "batch_size": 4, "bptt": 10}
 

@@ -17,9 +17,11 @@ import torch
 from helpers import REPO_ROOT, read_logs
 from torch.nn import functional as F
 
+from nas_engine.cli.train import train_main
 from nas_engine.corpus import Corpus, Vocabulary, load_corpus
-from nas_engine.train_cli import train_main
-from nas_engine.training import (
+from nas_engine.spaces import get_space
+from search_spaces.rnn import ModelSizes, preset
+from search_spaces.rnn.training import (
     TrainingConfigError,
     TrainingRecipe,
     build_model,
@@ -32,7 +34,6 @@ from nas_engine.training import (
     weight_drop,
     windows_per_epoch,
 )
-from search_spaces.rnn import ModelSizes, preset
 
 SIZES = ModelSizes(embedding_size=16, hidden_size=16, num_layers=2)
 TINY = TrainingRecipe(steps=40, batch_size=4, bptt=10, eval_batch_size=4, lr=1e-2)
@@ -384,7 +385,7 @@ def test_cli_trains_and_writes_its_files(tmp_path):
     assert "valid loss" in done.stdout and "test loss" in done.stdout
     record = json.loads((out / "training.json").read_text())
     assert record["status"] == "ok" and record["steps"] == 30
-    assert record["arch"] == preset("gru").to_dict()
+    assert record["arch"] == get_space("rnn").to_record(preset("gru"))  # canonical form
     assert record["recipe"]["batch_size"] == 4 and record["recipe"]["lr"] == 0.01
     # The checkpoint is a ready model: it gives the recorded loss on the text read afresh.
     loaded = load_checkpoint(out / "checkpoint.pt")
@@ -445,7 +446,7 @@ def test_cli_records_a_diverged_run_and_exits_1(tmp_path):
     [
         (["--preset", "lstm", "--steps", "5", "--epochs", "1"], "not allowed with argument"),
         (["--preset", "lstm", "--steps", "0"], "must be >= 1"),
-        (["--preset", "nope"], "invalid choice"),
+        (["--preset", "nope"], "--preset 'nope': the rnn space has gru, lstm"),
         (["--steps", "5"], "one of the arguments --recipe --preset is required"),
         (["--preset", "lstm", "--set", "dropout_input=1.5"], "dropout_input must be in [0, 1)"),
         (["--preset", "lstm", "--set", "colour=red"], "expected NAME=VALUE"),
@@ -484,4 +485,6 @@ def test_cli_reads_a_benchmark_log_as_recipe(tmp_path):
     args = ["--recipe", str(path), "--corpus", str(corpus), "--steps", "2"]
     assert train_main([*args, "--out", str(tmp_path / "run"), "--no-progress", *TINY_ARGS]) == 0
     record = json.loads((tmp_path / "run" / "training.json").read_text())
-    assert record["arch"] == json.loads(log["recepie"])
+    assert record["arch"] == get_space("rnn").to_record(
+        get_space("rnn").validate(json.loads(log["recepie"]))
+    )

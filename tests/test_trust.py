@@ -22,7 +22,7 @@ from nas_engine.metrics import metrics_of
 from nas_engine.pareto import pareto_front
 from nas_engine.result import FLAGGED, Candidate, Result
 from nas_engine.scoring import Scorer
-from search_spaces import get_space
+from nas_engine.spaces import get_space
 
 TINY = dict(hidden_size=16, embedding_size=16, batch_size=8, bptt=10, population=4, tournament=2)
 

@@ -59,8 +59,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .fitness import Fitness
-from .nbnlp import TrainingLog
+from ..benchmarks.nbnlp import TrainingLog
+from ..fitness import Fitness
 
 
 class SimulationError(ValueError):

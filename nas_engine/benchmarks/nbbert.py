@@ -23,13 +23,13 @@ from tqdm import tqdm
 
 from search_spaces.bert import BertConfig, BertConfigError, parse_restriction
 
-from .config import ConfigError
-from .corpus import Corpus, CorpusError, embedded_corpus, load_corpus
-from .metrics import metric_names
-from .nbnlp import correlations, scatter_plots
-from .nbnlp_report import print_correlations
-from .result import Candidate
-from .scoring import Scorer, ScoringSetup, resolve_device
+from ..config import ConfigError
+from ..corpus import Corpus, CorpusError, embedded_corpus, load_corpus
+from ..devices import resolve_device
+from ..metrics import metric_names
+from ..result import Candidate
+from ..scoring import Scorer, ScoringSetup
+from .correlate import correlations, print_correlations, scatter_plots
 
 TARGET = "glue"
 

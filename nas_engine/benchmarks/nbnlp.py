@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
-from .corpus import Corpus
-from .result import Candidate
-from .scoring import Scorer, ScoringSetup
+from ..corpus import Corpus
+from ..result import Candidate
+from ..scoring import Scorer, ScoringSetup
 
 
 class LogsError(ValueError):
@@ -191,56 +188,3 @@ def score_logs(
         if on_progress is not None:
             on_progress()
     return pd.DataFrame(rows)
-
-
-def correlations(scores: pd.DataFrame, metrics: tuple[str, ...], target: str = "test_loss") -> dict:
-    """Kendall tau and Spearman rho of each metric (sign as defined) with ``target``."""
-    out = {}
-    for metric in metrics:
-        values = scores[metric].to_numpy(dtype=float)
-        finite = np.isfinite(values)
-        x, y = values[finite], scores[target].to_numpy(dtype=float)[finite]
-        tau = stats.kendalltau(x, y).statistic if len(x) > 1 else math.nan
-        rho = stats.spearmanr(x, y).statistic if len(x) > 1 else math.nan
-        seconds_column = f"{metric}_seconds"
-        seconds = scores[seconds_column].to_numpy(dtype=float) if seconds_column in scores else []
-        out[metric] = {
-            "kendall_tau": None if math.isnan(tau) else float(tau),
-            "spearman_rho": None if math.isnan(rho) else float(rho),
-            "n": int(finite.sum()),
-            "failed": int((~finite).sum()),
-            "seconds_per_arch": float(statistics.median(seconds)) if len(seconds) else None,
-        }
-    return out
-
-
-def scatter_plots(
-    scores: pd.DataFrame, corr: dict, out_dir: Path, target: str = "test_loss"
-) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = []
-    for metric, c in corr.items():
-        values = scores[metric].to_numpy(dtype=float)
-        finite = np.isfinite(values)
-        fig, ax = plt.subplots(figsize=(5, 4))
-        ax.scatter(values[finite], scores[target][finite], s=8, alpha=0.6)
-        if finite.any() and np.nanmax(np.abs(values[finite])) > 1e4:
-            ax.set_xscale("symlog")
-        ax.set_xlabel(metric)
-        ax.set_ylabel(f"final {target.replace('_', ' ')}")
-        tau = c["kendall_tau"]
-        ax.set_title(
-            f"{metric}: tau = {tau:.3f} (n = {c['n']}, failed {c['failed']})"
-            if tau is not None
-            else metric
-        )
-        fig.tight_layout()
-        path = out_dir / f"scatter_{metric}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
-    return paths

@@ -9,14 +9,14 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import pandas as pd
 from tqdm import tqdm
 
-from .config import ConfigError
-from .corpus import CorpusError, embedded_corpus, first_batch, load_corpus
-from .metrics import metric_names
-from .nbnlp import BenchmarkSettings, LogsError, correlations, read_logs, scatter_plots, score_logs
-from .scoring import resolve_device
+from ..config import ConfigError
+from ..corpus import CorpusError, embedded_corpus, first_batch, load_corpus
+from ..devices import resolve_device
+from ..metrics import metric_names
+from .correlate import correlations, print_correlations, scatter_plots
+from .nbnlp import BenchmarkSettings, LogsError, read_logs, score_logs
 
 
 def run_nbnlp(args: argparse.Namespace) -> int:
@@ -99,22 +99,3 @@ def run_nbnlp(args: argparse.Namespace) -> int:
     plots = scatter_plots(scores, corr, out)
     print_correlations(corr, out, len(plots))
     return 0
-
-
-def print_correlations(corr: dict, out: Path, plots: int) -> None:
-    """The benchmark table (metric, n, failed, tau, rho, seconds) and where the files went."""
-    table = pd.DataFrame(
-        [
-            {
-                "metric": m,
-                "n": c["n"],
-                "failed": c["failed"],
-                "kendall_tau": c["kendall_tau"],
-                "spearman_rho": c["spearman_rho"],
-                "seconds_per_arch": c["seconds_per_arch"],
-            }
-            for m, c in corr.items()
-        ]
-    )
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    print(f"wrote {out / 'correlations.json'}, {out / 'scores.csv'} and {plots} plots")

@@ -1,4 +1,4 @@
-"""Command lines: ``python -m nas_engine.search`` and ``python -m nas_engine.benchmark``.
+"""The search command: ``python -m nas_engine.search``.
 
 Parsing turns argv into a typed config; bad input is one line on stderr and exit code 2.
 """
@@ -10,99 +10,28 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
 
-from search_spaces import space_names
-
-from .config import FAST_SIZES, ConfigError, SearchConfig
-from .executors import EXECUTORS
-from .metrics import metric_names, metrics_of
-from .strategies import STRATEGIES
-
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process ended by it
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr (no usage block), exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"error: {message} (see {self.prog} --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
-
-
-def add_model_options(parser: argparse.ArgumentParser, defaults_from_logs: bool = False) -> None:
-    d = SearchConfig()
-    group = parser.add_argument_group("model and input sizes")
-    note = " (default: the log's value)" if defaults_from_logs else " (default: %(default)s)"
-    group.add_argument(
-        "--embedding-size",
-        type=_positive_int,
-        default=None if defaults_from_logs else d.embedding_size,
-        help="embedding size E" + note,
-    )
-    group.add_argument(
-        "--hidden-size",
-        type=_positive_int,
-        default=None if defaults_from_logs else d.hidden_size,
-        help="hidden size H" + note,
-    )
-    group.add_argument(
-        "--layers",
-        type=_positive_int,
-        default=None if defaults_from_logs else d.layers,
-        help="number of recurrent layers" + note,
-    )
-    group.add_argument(
-        "--batch-size",
-        type=_positive_int,
-        default=d.batch_size,
-        help="sequences in the scoring batch, B (default: %(default)s)",
-    )
-    group.add_argument(
-        "--bptt",
-        type=_positive_int,
-        default=d.bptt,
-        help="steps in the scoring batch, T (default: %(default)s)",
-    )
-    group.add_argument(
-        "--init-gain",
-        type=_positive_float,
-        default=d.init_gain,
-        metavar="G",
-        help="scale of the RNN cells' initial weights when scoring, uniform(-G/sqrt(H), "
-        "G/sqrt(H)); 1 is the benchmark's initialisation (default: %(default)s); "
-        + (
-            "each logged cell is scored at this scale and correlated with its trained loss"
-            if defaults_from_logs
-            else "confirmation training starts from the benchmark's"
-        ),
-    )
+from ..config import FAST_SIZES, ConfigError, SearchConfig
+from ..executors import EXECUTORS
+from ..metrics import metric_names, metrics_of
+from ..plugins import load_plugins
+from ..report import run_with_progress
+from ..spaces import load_space, space_names
+from ..strategies import STRATEGIES
+from .options import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    OneLineParser,
+    add_model_options,
+    positive_float,
+    positive_int,
+)
 
 
 def search_parser() -> argparse.ArgumentParser:
     d = SearchConfig()
-    p = _OneLineParser(
+    p = OneLineParser(
         prog="python -m nas_engine.search",
         description="Training-free neural architecture search: score architectures with a "
         "training-free metric and rank them.",
@@ -139,6 +68,14 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--list-metrics", action="store_true", help="list the metrics with their direction and exit"
     )
+    p.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first, here and in every worker: it registers metrics or spaces "
+        "(repeatable; docs/extending.md)",
+    )
     add_trust_options(p)
     p.add_argument(
         "--strategy",
@@ -149,27 +86,27 @@ def search_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--budget",
-        type=_positive_int,
+        type=positive_int,
         default=d.budget,
         help="architectures to evaluate (default: %(default)s)",
     )
     p.add_argument(
         "--time-budget",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         metavar="SECONDS",
         help="also stop proposing after this many seconds",
     )
     p.add_argument(
         "--population",
-        type=_positive_int,
+        type=positive_int,
         default=d.population,
         help="evolution: population size, also the number of initial random samples "
         "(default: %(default)s)",
     )
     p.add_argument(
         "--tournament",
-        type=_positive_int,
+        type=positive_int,
         default=d.tournament,
         help="evolution: tournament size (default: %(default)s)",
     )
@@ -201,7 +138,7 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=d.device, help="cpu, cuda or auto (default: %(default)s)")
     p.add_argument(
         "--top",
-        type=_positive_int,
+        type=positive_int,
         default=d.top_k,
         dest="top_k",
         metavar="K",
@@ -281,7 +218,7 @@ def add_trust_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--max-params",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="hard constraint: an architecture with more than N parameters fails",
@@ -297,8 +234,9 @@ def _apply_fast(parser: argparse.ArgumentParser, args: argparse.Namespace, argv)
     parsing again into a namespace holding a marker shows which options were given."""
     unset = object()
     given = parser.parse_args(argv, argparse.Namespace(**dict.fromkeys(_FAST_FIELDS, unset)))
+    taken = load_space(args.space).size_defaults if args.space in space_names() else {}
     for name in _FAST_FIELDS:
-        if getattr(given, name) is unset:
+        if getattr(given, name) is unset and (name in taken or name in ("batch_size", "bptt")):
             setattr(args, name, getattr(FAST_SIZES, name))
 
 
@@ -307,7 +245,7 @@ def add_proxy_options(parser: argparse.ArgumentParser) -> None:
     length = group.add_mutually_exclusive_group()
     length.add_argument(
         "--proxy-steps",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="S",
         help="train each architecture S steps (batch x bptt of the scoring sizes) and score it "
@@ -315,7 +253,7 @@ def add_proxy_options(parser: argparse.ArgumentParser) -> None:
     )
     length.add_argument(
         "--proxy-epochs",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         metavar="E",
         help="instead of steps: E epochs of the train split",
@@ -345,21 +283,21 @@ def add_execution_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="ray: scoring workers (default: one per CPU, or as many as fit the GPUs)",
     )
     group.add_argument(
         "--gpus-per-worker",
-        type=_positive_float,
+        type=positive_float,
         default=0.0,
         metavar="F",
         help="ray: GPUs each worker requests; fractions share a GPU (0.25: four per GPU)",
     )
     group.add_argument(
         "--worker-batch",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="candidates scored per call (default 1): per Ray worker call, N in flight per "
@@ -381,7 +319,7 @@ def add_execution_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--eval-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         metavar="S",
         help="record an architecture as failed when scoring it takes more than S seconds",
@@ -400,14 +338,14 @@ def add_execution_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--confirm-steps",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="S",
         help="confirmation training: optimiser steps per architecture",
     )
     group.add_argument(
         "--confirm-epochs",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         metavar="E",
         help="confirmation training: epochs over the train split (instead of steps)",
@@ -437,6 +375,11 @@ def _extra_metrics(text: str, space: str) -> tuple[str, ...]:
 def search_main(argv: list[str] | None = None) -> int:
     parser = search_parser()
     args = parser.parse_args(argv)
+    try:  # before anything reads the spaces or metrics: a plugin may add to them
+        load_plugins(args.plugin)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.fast:
         _apply_fast(parser, args, argv)
     if args.list_metrics:
@@ -486,10 +429,10 @@ def search_main(argv: list[str] | None = None) -> int:
         objectives=tuple(o.strip() for o in (args.objectives or "").split(",") if o.strip()),
         reference_point=args.reference_point,
         max_params=args.max_params,
+        plugins=tuple(args.plugin),
     )
     if args.objectives is not None and args.fitness is not None:
         parser.error("--objectives replaces --fitness: give one of them")
-    from .report import run_with_progress
 
     try:
         with _sigterm_as_interrupt():
@@ -536,133 +479,3 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         if not stopping:  # once stopping, a late second signal stays ignored until the exit
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-
-
-def benchmark_parser() -> argparse.ArgumentParser:
-    p = _OneLineParser(
-        prog="python -m nas_engine.benchmark",
-        description="Score benchmark architectures and correlate each metric with trained results.",
-    )
-    sub = p.add_subparsers(dest="benchmark", required=True)
-    nb = sub.add_parser(
-        "nbnlp",
-        help="NAS-Bench-NLP logs: correlate metrics with the final test loss",
-        description="Score every OK architecture of NAS-Bench-NLP training logs and correlate "
-        "each metric with the final test loss (last element of test_losses).",
-    )
-    nb.add_argument(
-        "--logs",
-        required=True,
-        metavar="PATH",
-        help="a zip of logs or a folder of the benchmark's JSON files",
-    )
-    _add_benchmark_input_options(nb, "first batch is")
-    nb.add_argument(
-        "--metrics",
-        default="hidden_cov,params",
-        help="comma-separated metrics (default: %(default)s); 'all' for every RNN metric",
-    )
-    nb.add_argument(
-        "--limit",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="only the first N logs (sorted by file name)",
-    )
-    nb.add_argument(
-        "--out", default=None, metavar="DIR", help="output folder (default: runs/nbnlp-TIME)"
-    )
-    nb.add_argument(
-        "--seed", type=int, default=0, help="network initialisation seed (default: %(default)s)"
-    )
-    nb.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: %(default)s)")
-    nb.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_model_options(nb, defaults_from_logs=True)
-    add_nbbert_parser(sub)
-    return p
-
-
-def _add_benchmark_input_options(nb: argparse.ArgumentParser, what: str) -> None:
-    nb.add_argument(
-        "--corpus",
-        default=None,
-        metavar="PATH",
-        help="text scored as input (folder or file); default: the embedded synthetic corpus",
-    )
-    nb.add_argument(
-        "--split",
-        choices=("train", "valid", "test"),
-        default="test",
-        help=f"corpus split whose {what} scored (default: %(default)s)",
-    )
-    nb.add_argument(
-        "--together",
-        action="store_true",
-        help="score all metrics in one probe (shared passes; seconds are for the whole set)",
-    )
-
-
-def add_nbbert_parser(sub: argparse._SubParsersAction) -> None:
-    nb = sub.add_parser(
-        "nbbert",
-        help="NAS-Bench-BERT: correlate metrics with the GLUE score",
-        description="Score every entry of a NAS-Bench-BERT JSON file (a list of entries with "
-        "hparams.model_hparam_overrides and scores.glue) and correlate each metric with GLUE.",
-    )
-    nb.add_argument(
-        "--benchmark",
-        required=True,
-        dest="benchmark_file",  # "benchmark" names the subcommand
-        metavar="PATH",
-        help="the benchmark's JSON",
-    )
-    _add_benchmark_input_options(nb, "first tokens are")
-    nb.add_argument(
-        "--metrics",
-        default="head_confidence,params,nonembedding_params",
-        help="comma-separated metrics (default: %(default)s); 'all' for every BERT metric",
-    )
-    nb.add_argument(
-        "--restrict",
-        default=None,
-        metavar="SPEC",
-        help="score only the entries inside this restriction (as search --restrict)",
-    )
-    nb.add_argument(
-        "--limit", type=_positive_int, default=None, metavar="N", help="only the first N entries"
-    )
-    nb.add_argument(
-        "--out", default=None, metavar="DIR", help="output folder (default: runs/nbbert-TIME)"
-    )
-    nb.add_argument(
-        "--seed", type=int, default=0, help="network initialisation seed (default: %(default)s)"
-    )
-    nb.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: %(default)s)")
-    nb.add_argument("--no-progress", action="store_true", help="no progress bar")
-    nb.add_argument(
-        "--batch-size",
-        type=_positive_int,
-        default=16,
-        help="sequences in the scoring batch (default: %(default)s)",
-    )
-    nb.add_argument(
-        "--bptt",
-        type=_positive_int,
-        default=64,
-        help="tokens per sequence, also the position-embedding rows (default: %(default)s)",
-    )
-
-
-def benchmark_main(argv: list[str] | None = None) -> int:
-    args = benchmark_parser().parse_args(argv)
-    from .nbbert import run_nbbert
-    from .nbnlp_report import run_nbnlp
-
-    try:
-        return run_nbbert(args) if args.benchmark == "nbbert" else run_nbnlp(args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED

@@ -14,33 +14,35 @@ import sys
 import time
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
-from search_spaces.rnn import ModelSizes, Recipe, RecipeError, preset
-from search_spaces.rnn.generator import PRESETS
-
-from .cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, _OneLineParser, _positive_float, _positive_int
-from .corpus import Corpus, CorpusError, embedded_corpus, load_corpus
-from .training import (
-    TrainingConfigError,
-    TrainingRecipe,
-    prepare_data,
-    resolve_training_device,
-    train_architecture,
+from ..config import SearchConfig
+from ..corpus import Corpus, CorpusError, embedded_corpus, load_corpus
+from ..devices import resolve_device
+from ..errors import TrainingConfigError
+from ..spaces import SearchSpace, Trainer, get_space
+from .options import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    OneLineParser,
+    add_size_options,
+    positive_float,
+    positive_int,
 )
 
 EXIT_TRAINING_FAILED = 1
 
 
 def train_parser() -> argparse.ArgumentParser:
-    d = TrainingRecipe()
-    sizes = ModelSizes()
-    p = _OneLineParser(
+    default_space = get_space(SearchConfig().space)
+    d = default_space.trainer.recipe()
+    p = OneLineParser(
         prog="python -m nas_engine.train",
         description="Train one cell with the NAS-Bench-NLP recipe (AWD-LSTM style, shortened) "
         "and report its validation and test loss and perplexity; writes OUT/checkpoint.pt "
-        "(load it with nas_engine.training.load_checkpoint) and OUT/training.json.",
+        "(load it with search_spaces.rnn.training.load_checkpoint) and OUT/training.json.",
     )
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument(
@@ -49,7 +51,17 @@ def train_parser() -> argparse.ArgumentParser:
         help="the cell: a JSON recipe {node: {op, input}}, or a NAS-Bench-NLP log (its "
         "'recepie' is used)",
     )
-    which.add_argument("--preset", choices=sorted(PRESETS), help="a known cell")
+    which.add_argument(
+        "--preset",
+        metavar="NAME",
+        help=f"a known architecture of the space ({default_space.name}: "
+        f"{', '.join(sorted(default_space.presets()))})",
+    )
+    p.add_argument(
+        "--space",
+        default=default_space.name,
+        help="the space of the architecture (default: %(default)s)",
+    )
     data = p.add_argument_group("corpus")
     data.add_argument(
         "--corpus",
@@ -68,22 +80,22 @@ def train_parser() -> argparse.ArgumentParser:
         "--test-split", default=d.test_split, help="'none' for no test (default: %(default)s)"
     )
     length = p.add_argument_group("how long").add_mutually_exclusive_group()
-    length.add_argument("--steps", type=_positive_int, default=None, help="optimiser steps")
+    length.add_argument("--steps", type=positive_int, default=None, help="optimiser steps")
     length.add_argument(
         "--epochs",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="passes over the train split (default: 1 when --steps is not given either)",
     )
     train = p.add_argument_group("training recipe (defaults: the NAS-Bench-NLP logs)")
-    train.add_argument("--lr", type=_positive_float, default=d.lr, help="(default: %(default)s)")
+    train.add_argument("--lr", type=positive_float, default=d.lr, help="(default: %(default)s)")
     train.add_argument(
-        "--batch-size", type=_positive_int, default=d.batch_size, help="(default: %(default)s)"
+        "--batch-size", type=positive_int, default=d.batch_size, help="(default: %(default)s)"
     )
-    train.add_argument("--bptt", type=_positive_int, default=d.bptt, help="(default: %(default)s)")
+    train.add_argument("--bptt", type=positive_int, default=d.bptt, help="(default: %(default)s)")
     train.add_argument(
         "--eval-batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=d.eval_batch_size,
         help="(default: %(default)s)",
     )
@@ -103,12 +115,7 @@ def train_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="on CUDA, keep the decoder and loss in float32 (default: bf16 there)",
     )
-    model = p.add_argument_group("model sizes (defaults: the benchmark's)")
-    model.add_argument(
-        "--embedding-size", type=_positive_int, default=sizes.embedding_size, help="E"
-    )
-    model.add_argument("--hidden-size", type=_positive_int, default=sizes.hidden_size, help="H")
-    model.add_argument("--layers", type=_positive_int, default=sizes.num_layers, help="layers")
+    add_size_options(p.add_argument_group("model sizes (defaults: the benchmark's)"))
     p.add_argument("--out", default=None, metavar="DIR", help="default: runs/train-NAME-TIME")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
@@ -128,9 +135,14 @@ def train_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _read_cell(args: argparse.Namespace) -> tuple[Recipe, str]:
+def _read_cell(args: argparse.Namespace, space: SearchSpace) -> tuple[Any, str]:
     if args.preset:
-        return preset(args.preset), args.preset
+        presets = space.presets()
+        if args.preset not in presets:
+            raise TrainingConfigError(
+                f"--preset {args.preset!r}: the {space.name} space has {', '.join(sorted(presets))}"
+            )
+        return presets[args.preset], args.preset
     path = Path(args.recipe)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -143,14 +155,14 @@ def _read_cell(args: argparse.Namespace) -> tuple[Recipe, str]:
     if not isinstance(data, dict):
         raise TrainingConfigError(f"recipe {str(path)!r} is not a JSON object of nodes")
     try:
-        return Recipe.from_dict(data), path.stem
-    except RecipeError as exc:
+        return space.validate(data), path.stem
+    except ValueError as exc:
         raise TrainingConfigError(f"recipe {str(path)!r}: {exc}") from None
 
 
-def _settings(pairs: list[str]) -> dict[str, float]:
+def _settings(pairs: list[str], recipe_type: Any) -> dict[str, float]:
     """``--set NAME=VALUE`` for the recipe's numeric settings without a flag of their own."""
-    numeric = [f.name for f in fields(TrainingRecipe) if f.type == "float"]
+    numeric = [f.name for f in fields(recipe_type) if f.type == "float"]
     out: dict[str, float] = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
@@ -166,8 +178,8 @@ def _settings(pairs: list[str]) -> dict[str, float]:
     return out
 
 
-def _recipe(args: argparse.Namespace) -> TrainingRecipe:
-    return TrainingRecipe(
+def _recipe(args: argparse.Namespace, trainer: Trainer) -> Any:
+    return trainer.recipe(
         steps=args.steps,
         epochs=args.epochs,
         lr=args.lr,
@@ -180,11 +192,11 @@ def _recipe(args: argparse.Namespace) -> TrainingRecipe:
         train_split=args.train_split,
         valid_split=args.valid_split,
         test_split=None if args.test_split == "none" else args.test_split,
-        **_settings(args.set),
+        **_settings(args.set, trainer.recipe),
     )
 
 
-def _load(path: str | None, recipe: TrainingRecipe) -> Corpus:
+def _load(path: str | None, recipe: Any) -> Corpus:
     if path is None:
         return embedded_corpus()
     try:
@@ -202,8 +214,17 @@ def _write_json(path: Path, data: dict) -> None:
 def train_main(argv: list[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
     try:
-        cell, name = _read_cell(args)
-        recipe = _recipe(args)
+        space = get_space(args.space)
+    except KeyError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    trainer = space.trainer
+    if trainer is None:
+        print(f"error: the {space.name} space has no trainer", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        cell, name = _read_cell(args, space)
+        recipe = _recipe(args, trainer)
         if args.resume and args.out is None:
             raise TrainingConfigError("--resume needs --out: the folder of the run to resume")
         if args.save_every < 0:
@@ -218,14 +239,14 @@ def train_main(argv: list[str] | None = None) -> int:
                 hint = " (--resume continues it)" if existing == "progress.pt" else ""
                 raise TrainingConfigError(f"{str(out)!r} already holds a training run{hint}")
         corpus = _load(args.corpus, recipe)
-        data = prepare_data(corpus, recipe)
-        sizes = ModelSizes(
-            vocab_size=data.vocab_size,
-            embedding_size=args.embedding_size,
-            hidden_size=args.hidden_size,
-            num_layers=args.layers,
-        )
-        resolve_training_device(recipe.device)
+        data = trainer.prepare_data(corpus, recipe)
+        chosen = {name: getattr(args, name) for name in ("embedding_size", "hidden_size", "layers")}
+        given = {k: v for k, v in chosen.items() if v is not None}
+        sizes = trainer.sizes(data, {**space.size_defaults, **given})
+        try:
+            resolve_device(recipe.device)
+        except (ValueError, RuntimeError) as exc:
+            raise TrainingConfigError(str(exc)) from None
         try:  # before the training, so that a folder that cannot be made is said at once
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -249,7 +270,7 @@ def train_main(argv: list[str] | None = None) -> int:
 
     saved = out / "progress.pt"
     try:
-        outcome = train_architecture(
+        outcome = trainer.train(
             cell,
             sizes,
             data,
@@ -274,7 +295,7 @@ def train_main(argv: list[str] | None = None) -> int:
     bar.close()
     record = {
         **outcome.to_dict(),
-        "arch": cell.to_dict(),
+        "arch": space.to_record(cell),
         "corpus": data.description,
         "checkpoint": str(out / "checkpoint.pt") if outcome.ok else None,
     }

@@ -1,14 +1,4 @@
-"""Executors run scoring jobs; strategies never know which one does.
-
-An executor is started with a :class:`ScoringSetup` (each worker builds its own
-:class:`Scorer` from it, so the batch is built once per worker), accepts up to ``capacity``
-candidates in flight, and hands back finished ones as they complete. Failures of the machinery
-(a worker process that dies, a call that runs past the time limit) come back as failed
-evaluations with the reason, never as an exception that ends the search.
-
-Executors also run whole jobs (``run_jobs``: a top-level function over a list of argument
-tuples), which is how the best architectures are trained after a search.
-"""
+"""Scoring on a pool of Ray actors (a local instance or a cluster)."""
 
 from __future__ import annotations
 
@@ -18,179 +8,22 @@ import signal
 import socket
 import threading
 import time
-from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .batched import BatchedScorer, score_batch
-from .corpus import Corpus
-from .result import Candidate, Evaluation
-from .scoring import Scorer, ScoringSetup
-
-EXECUTORS = ("inprocess", "ray")
-
-
-class ExecutorError(RuntimeError):
-    """The executor cannot run (for example, Ray cannot start or reach its cluster)."""
-
-
-@dataclass(frozen=True)
-class JobFailure:
-    """What a job returns instead of its value when it could not finish."""
-
-    reason: str
-
-
-class Executor(ABC):
-    """Scores candidates; ``capacity`` of them may be in flight at once."""
-
-    capacity: int = 1
-
-    @abstractmethod
-    def start(self, setup: ScoringSetup, corpus: Corpus | None = None) -> None: ...
-
-    @abstractmethod
-    def submit(self, candidate: Candidate) -> None: ...
-
-    @abstractmethod
-    def wait(self) -> list[tuple[Candidate, Evaluation]]:
-        """Block until at least one submitted candidate is done; return the done ones."""
-
-    @abstractmethod
-    def pending(self) -> int: ...
-
-    @abstractmethod
-    def run_jobs(
-        self, fn: Callable[..., Any], jobs: list[tuple]
-    ) -> Iterator[tuple[int, Any | JobFailure]]:
-        """Run ``fn(*args)`` for each argument tuple of ``jobs`` (one job per worker at a
-        time); yield ``(job index, value or JobFailure)`` as each finishes."""
-
-    def describe(self) -> dict:
-        return {"executor": type(self).__name__, "workers": self.capacity}
-
-    def shutdown(self) -> None:  # noqa: B027
-        """Release workers (nothing to do in-process)."""
-
-    def __enter__(self) -> Executor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
-
-
-class ScoringTimeout(BaseException):
-    """Raised inside an in-process scoring call that runs past its limit.
-
-    A BaseException so that the scorer's record-any-error path does not swallow it: the
-    executor, not the metric, owns this failure."""
-
-
-@contextmanager
-def _time_limit(seconds: float | None) -> Iterator[None]:
-    """Interrupt the body with :class:`ScoringTimeout` after ``seconds`` (main thread only:
-    a POSIX interval timer; elsewhere there is no safe way to interrupt, so no limit)."""
-    usable = (
-        seconds is not None
-        and hasattr(signal, "setitimer")
-        and threading.current_thread() is threading.main_thread()
-    )
-    if not usable:
-        yield
-        return
-
-    def expire(signum: int, frame: object) -> None:
-        raise ScoringTimeout
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def _check_batch(batch: int, eval_timeout: float | None) -> None:
-    """Candidates per scoring call: >= 1, and 1 under a per-candidate time limit."""
-    if batch < 1:
-        raise ExecutorError(f"a batch must hold >= 1 candidates, got {batch}")
-    if batch > 1 and eval_timeout is not None:
-        raise ExecutorError("a batch has no per-candidate eval timeout: give one of them")
-
-
-def timed_out(seconds: float, limit: float) -> Evaluation:
-    return Evaluation(
-        "failed", {}, {}, f"timed out: scoring ran past --eval-timeout {limit:g} s", seconds
-    )
-
-
-class InProcessExecutor(Executor):
-    """Scores in the calling process, in submission order: one candidate at a time, or
-    ``batch`` at a time through the scorer's ``score_batch`` (on CUDA their forward passes
-    overlap on streams; elsewhere they are scored one after the other). A batch has no
-    per-candidate time limit, so ``batch`` > 1 needs ``eval_timeout`` None."""
-
-    def __init__(self, eval_timeout: float | None = None, batch: int = 1) -> None:
-        _check_batch(batch, eval_timeout)
-        self.eval_timeout = eval_timeout
-        self.capacity = batch
-        self._queue: deque[Candidate] = deque()
-        self._scorer: Scorer | None = None
-
-    def start(self, setup: ScoringSetup, corpus: Corpus | None = None) -> None:
-        self._scorer = BatchedScorer(setup, corpus)  # the seed's embedding drawn once
-
-    @property
-    def scorer(self) -> Scorer:
-        if self._scorer is None:
-            raise RuntimeError("executor not started")
-        return self._scorer
-
-    def submit(self, candidate: Candidate) -> None:
-        self._queue.append(candidate)
-
-    def wait(self) -> list[tuple[Candidate, Evaluation]]:
-        if self.capacity > 1:
-            batch = [self._queue.popleft() for _ in range(min(self.capacity, len(self._queue)))]
-            return list(zip(batch, score_batch(self.scorer, batch), strict=True))
-        candidate = self._queue.popleft()
-        started = time.perf_counter()
-        try:
-            with _time_limit(self.eval_timeout):
-                evaluation = self.scorer.score(candidate)
-        except ScoringTimeout:
-            evaluation = timed_out(time.perf_counter() - started, self.eval_timeout)
-        return [(candidate, evaluation)]
-
-    def pending(self) -> int:
-        return len(self._queue)
-
-    def describe(self) -> dict:
-        return {"executor": type(self).__name__, "workers": 1, "worker_batch": self.capacity}
-
-    def run_jobs(
-        self, fn: Callable[..., Any], jobs: list[tuple]
-    ) -> Iterator[tuple[int, Any | JobFailure]]:
-        for index, args in enumerate(jobs):
-            try:
-                value = fn(*args)
-            except Exception as exc:  # a job that raises is a failed job, as on a Ray worker
-                value = JobFailure(f"{type(exc).__name__}: {exc}")
-            yield index, value
-
-
-# --- Ray ---------------------------------------------------------------------------------
+from ..corpus import Corpus
+from ..result import Candidate, Evaluation
+from ..scoring import ScoringSetup, make_scorer
+from .base import Executor, ExecutorError, JobFailure, check_batch, timed_out
 
 
 class ScoringWorker:
     """One Ray actor: builds its :class:`Scorer` (and so the input batch) once, then scores."""
 
     def __init__(self, setup: ScoringSetup, corpus: Corpus | None, warm: bool = False) -> None:
-        self.scorer = BatchedScorer(setup, corpus)
+        self.scorer = make_scorer(setup, corpus)
         if warm:  # under a time limit, a first call's one-time costs are not the candidate's
             space = self.scorer.space
             arch = next(iter(space.presets().values()))
@@ -242,7 +75,7 @@ class RayExecutor(Executor):
         num_cpus: int | None = None,
         worker_batch: int = 1,
     ) -> None:
-        _check_batch(worker_batch, eval_timeout)
+        check_batch(worker_batch, eval_timeout)
         self.worker_batch = worker_batch
         self.address = address
         self.requested_workers = workers
@@ -530,21 +363,3 @@ def _check_reachable(address: str) -> None:
         raise ExecutorError(
             f"--ray-address {address}: no Ray head answers there ({reason})"
         ) from None
-
-
-def make_executor(
-    name: str,
-    *,
-    address: str | None = None,
-    workers: int | None = None,
-    gpus_per_worker: float = 0.0,
-    eval_timeout: float | None = None,
-    worker_batch: int = 1,
-) -> Executor:
-    if name == "inprocess":
-        return InProcessExecutor(eval_timeout, batch=worker_batch)
-    if name == "ray":
-        return RayExecutor(
-            address, workers, gpus_per_worker, eval_timeout, worker_batch=worker_batch
-        )
-    raise KeyError(f"unknown executor {name!r} (known: {', '.join(EXECUTORS)})")

@@ -1,11 +1,5 @@
-"""Training-free metrics, by name. Importing this package registers every metric."""
+"""The metric registry: each space's metrics, by name (a space's package registers them)."""
 
-from . import bert as _bert  # noqa: F401  (the transformer metrics, space bert)
-from . import rnn as _rnn  # noqa: F401  (registers the RNN metrics)
-from . import rnn_activation as _rnn_activation  # noqa: F401
-from . import rnn_gradient as _rnn_gradient  # noqa: F401
-from . import rnn_jacobian as _rnn_jacobian  # noqa: F401
-from . import rnn_trained as _rnn_trained  # noqa: F401  (the trained proxy)
 from .eig import eig_score
 from .registry import (
     Measured,

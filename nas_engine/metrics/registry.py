@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..spaces.registry import load_all_spaces, load_space
+
 Direction = Literal["higher", "lower"]
 
 
@@ -45,39 +47,53 @@ class Metric:
         return 1.0 if self.direction == "higher" else -1.0
 
 
-_METRICS: dict[str, Metric] = {}  # filled once, at import of the metric modules
-
-
-def registry_key(name: str, space: str) -> str:
-    """The registry is keyed by (space, name): two spaces may both have a ``params``. The RNN
-    space, the first, keeps its bare names as keys (tools and tests address them so); another
-    space's metric is stored under ``SPACE:NAME``."""
-    return name if space == "rnn" else f"{space}:{name}"
+# Filled once, at import of each space's metric modules (and of plugins), by (space, name):
+# two spaces may both have a ``params``.
+_METRICS: dict[tuple[str, str], Metric] = {}
 
 
 def register(
-    name: str, *, direction: Direction, needs: set[str], description: str, space: str = "rnn"
+    name: str, *, space: str, direction: Direction, needs: set[str], description: str
 ) -> Callable:
-    """Decorator: register ``fn`` under ``name``."""
+    """Decorator: register ``fn`` as metric ``name`` of ``space``."""
     if direction not in ("higher", "lower"):
         raise ValueError(f"direction must be 'higher' or 'lower', not {direction!r}")
 
     def wrap(fn: Callable) -> Callable:
-        key = registry_key(name, space)
-        if key in _METRICS:
-            raise ValueError(f"metric {name!r} is registered twice")
+        key = (space, name)
+        known = _METRICS.get(key)
+        if known is not None and _origin(known.fn) != _origin(fn):
+            raise ValueError(f"metric {name!r} of space {space!r} is registered twice")
         _METRICS[key] = Metric(name, fn, direction, frozenset(needs), description, space)
         return fn
 
     return wrap
 
 
-def get_metric(name: str, space: str | None = None) -> Metric:
-    """The metric ``name`` of ``space``; without a space, the RNN one where both have it."""
+def _origin(fn: Callable) -> object:
+    # A module executed again (importlib.reload) registers the same code again: allowed.
+    return getattr(fn, "__code__", fn)
+
+
+def _load(space: str | None) -> None:
+    """Import the space (or every built-in space): their modules register their metrics."""
     if space is None:
-        metric = _METRICS.get(name) or next((m for m in _METRICS.values() if m.name == name), None)
+        load_all_spaces()
     else:
-        metric = _METRICS.get(registry_key(name, space))
+        try:
+            load_space(space)
+        except KeyError:
+            pass  # no metric of an unknown space: the lookup says which metrics exist
+
+
+def get_metric(name: str, space: str | None = None) -> Metric:
+    """The metric ``name`` of ``space``; without a space, that of the first space that has it
+    (the built-in spaces in order: the RNN one where both have it)."""
+    _load(space)
+    if space is None:
+        metric = next((m for m in _METRICS.values() if m.name == name), None)
+    else:
+        metric = _METRICS.get((space, name))
     if metric is None:
         known = ", ".join(metric_names(space, trained=True))
         raise KeyError(f"unknown metric {name!r} (known: {known})")
@@ -87,6 +103,7 @@ def get_metric(name: str, space: str | None = None) -> Metric:
 def metric_names(space: str | None = None, *, trained: bool = False) -> list[str]:
     """The training-free metrics (of ``space``); with ``trained``, the trained proxies too
     ("all metrics" of the reports and benchmarks means the training-free ones)."""
+    _load(space)
     return sorted(
         {
             m.name
@@ -98,5 +115,6 @@ def metric_names(space: str | None = None, *, trained: bool = False) -> list[str
 
 def metrics_of(space: str | None = None) -> list[Metric]:
     """Every registered metric (of ``space``), by space then name."""
+    _load(space)
     chosen = (m for m in _METRICS.values() if space is None or m.space == space)
     return sorted(chosen, key=lambda m: (m.space, m.name))

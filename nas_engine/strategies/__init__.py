@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from search_spaces import SearchSpace
-
 from ..fitness import Fitness
+from ..spaces import SearchSpace
 from .base import SpaceExhausted, Strategy
 from .evolution import AgingEvolution
 from .nsga2 import NSGA2

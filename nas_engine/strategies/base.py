@@ -7,9 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from search_spaces import SearchSpace
-
 from ..result import Candidate, Result
+from ..spaces import SearchSpace
 
 
 class SpaceExhausted(RuntimeError):

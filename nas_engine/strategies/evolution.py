@@ -27,10 +27,9 @@ from typing import Any
 import numpy as np
 from deap import base, creator, tools
 
-from search_spaces import SearchSpace
-
 from ..fitness import Fitness
 from ..result import Candidate, Result
+from ..spaces import SearchSpace
 from .base import Strategy
 
 # DEAP's creator classes are made once, at import.

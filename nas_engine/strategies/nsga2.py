@@ -18,11 +18,9 @@ from typing import Any
 import numpy as np
 from deap import base, creator, tools
 
-from search_spaces import SearchSpace
-
-from ..config import MAX_OBJECTIVES
-from ..fitness import Fitness
+from ..fitness import MAX_OBJECTIVES, Fitness
 from ..result import Candidate, Result
+from ..spaces import SearchSpace
 from .base import Strategy
 from .evolution import _deap_random
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from .eig import eig_score
-from .registry import Measured, register
+from nas_engine.metrics.eig import eig_score
+from nas_engine.metrics.registry import Measured, register
 
 SPACE = "bert"
 HEAD_IMPORTANCE_MIN_OUTPUTS = 128  # metrics.md: mixing linears with at least 128 outputs

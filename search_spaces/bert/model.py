@@ -157,13 +157,19 @@ def token_mixing(hidden: int, layer: LayerConfig) -> nn.Module:
 
 
 class FeedForward(nn.Module):
-    def __init__(self, hidden: int, dim: int, depth: int) -> None:
+    """``depth`` linear + GELU layers, then a linear back to ``hidden``. The first layer is
+    ``first`` wide (default ``dim``) and the others ``dim``: the benchmark's trained networks
+    open with a 4H layer whatever ``feed_forward_dimension`` says (search_spaces.bert.networks).
+    """
+
+    def __init__(self, hidden: int, dim: int, depth: int, first: int | None = None) -> None:
         super().__init__()
+        widths = [dim if first is None else first] + [dim] * (depth - 1)
         self.linears = nn.ModuleList(
-            nn.Linear(hidden if i == 0 else dim, dim) for i in range(depth)
+            nn.Linear(n_in, n_out) for n_in, n_out in zip([hidden, *widths], widths, strict=False)
         )
         self.activations = nn.ModuleList(nn.GELU() for _ in range(depth))
-        self.output = nn.Linear(dim, hidden)
+        self.output = nn.Linear(widths[-1], hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for linear, act in zip(self.linears, self.activations, strict=True):
@@ -217,16 +223,8 @@ class BertEncoder(nn.Module):
         if torch.device(device).type != "meta":
             self.reset_parameters()
 
-    @torch.no_grad()
     def reset_parameters(self) -> None:
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Conv1d, nn.Embedding)):
-                module.weight.normal_(0.0, INIT_STD)
-                if getattr(module, "bias", None) is not None:
-                    module.bias.zero_()
-            elif isinstance(module, nn.LayerNorm):
-                module.weight.fill_(1.0)
-                module.bias.zero_()
+        bert_init_(self)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         if tokens.shape[1] > self.sizes.max_length:
@@ -241,22 +239,40 @@ class BertEncoder(nn.Module):
     def linear_roles(self) -> list[tuple[str, str, nn.Linear]]:
         """(role, name, module) of every linear layer of the encoder layers, in order; role is
         'mixing', 'output' or 'feed_forward' (see the module docstring)."""
-        out = []
-        for name, module in self.layers.named_modules():
-            if not isinstance(module, nn.Linear):
-                continue
-            if name.split(".")[1] == "mixing":
-                role = "mixing"
-            elif name.split(".")[1] == "mixing_output":
-                role = "output"
-            else:
-                role = "feed_forward"
-            out.append((role, f"layers.{name}", module))
-        return out
+        return layer_linear_roles(self.layers)
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+@torch.no_grad()
+def bert_init_(model: nn.Module) -> None:
+    """BERT's initialisation, in place: linear, convolution and embedding weights
+    normal(0, 0.02), their biases 0, LayerNorm weight 1 and bias 0."""
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Embedding)):
+            module.weight.normal_(0.0, INIT_STD)
+            if getattr(module, "bias", None) is not None:
+                module.bias.zero_()
+        elif isinstance(module, nn.LayerNorm):
+            module.weight.fill_(1.0)
+            module.bias.zero_()
+
+
+def layer_linear_roles(layers: nn.ModuleList) -> list[tuple[str, str, nn.Linear]]:
+    """(role, name, module) of every linear layer under ``layers`` (a list of layers whose
+    submodules are named ``mixing``, ``mixing_output`` and ``feed_forward``), in order: the
+    role is the submodule's ('mixing', 'output', 'feed_forward'). Every network family reads
+    its linears so, whatever the operations inside ``mixing``."""
+    out = []
+    for name, module in layers.named_modules():
+        if not isinstance(module, nn.Linear):
+            continue
+        if name.split(".")[1] == "mixing":
+            role = "mixing"
+        elif name.split(".")[1] == "mixing_output":
+            role = "output"
+        else:
+            role = "feed_forward"
+        out.append((role, f"layers.{name}", module))
+    return out
 
 
 def count_nonembedding_parameters(model: BertEncoder) -> int:

@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
-from search_spaces.bert import BertConfig, BertEncoder, EncoderSizes
-from search_spaces.bert.model import AttentionProbs, FeedForward
+from nas_engine.corpus import Corpus, first_batch
+from nas_engine.seeds import derived_seed
 
-from .corpus import Corpus, first_batch
-from .probes import derived_seed
+from .config import BertConfig
+from .model import AttentionProbs, BertEncoder, EncoderSizes, FeedForward
 
 if TYPE_CHECKING:
-    from .scoring import ScoringSetup
+    pass
 
 BERT_PASSES: dict[str, str] = {
     "param_count": "the parameter counts (a weightless 'meta' model; no pass)",
@@ -226,13 +226,6 @@ class BertProber:
         self.needs = frozenset(needs)
         for need in self.needs:
             check_bert_need(need)
-
-    @classmethod
-    def from_setup(
-        cls, setup: ScoringSetup, corpus: Corpus, device: torch.device, needs: Iterable[str]
-    ) -> BertProber:
-        """The scorer's prober: batch_size sequences of bptt tokens."""
-        return cls(corpus, setup.split, setup.batch_size, setup.bptt, setup.seed, device, needs)
 
     def probe(self, config: BertConfig) -> BertProbe:
         return BertProbe(config, self.sizes, self.tokens, self.seed, self.device, self.needs)

@@ -7,8 +7,6 @@ Interface (for executors; everything else about scoring is :class:`~nas_engine.s
   ``score_batch(candidates) -> list[Evaluation]``, one evaluation per candidate, in order. A
   candidate that fails is a failed evaluation with its reason, as with ``score``; it never
   fails the others. Use it wherever a Scorer is kept per worker.
-- ``score_batch(scorer, candidates)`` does the same with any Scorer: a BatchedScorer batches,
-  a plain Scorer scores one candidate after the other.
 
 What a batch shares, and where it pays (the scores are the same as one at a time):
 
@@ -49,16 +47,14 @@ from functools import cached_property
 
 import torch
 
-from search_spaces.rnn.batch import CellBatch
+from nas_engine.corpus import Corpus
+from nas_engine.result import CELL_BATCH_FALLBACK, Candidate, Evaluation
+from nas_engine.scoring import Scorer, ScoringSetup
 
-from .corpus import Corpus
-from .probes import RNNProbe, RNNProber, first_layer_only
-from .result import Candidate, Evaluation
-from .scoring import Scorer, ScoringSetup
+from .batch import CellBatch
+from .probe import RNNProbe, RNNProber
 
 DEFAULT_STREAMS = 4
-# The details key under which an evaluation records why its cell batch fell back.
-CELL_BATCH_FALLBACK = "cell_batch_fallback"
 
 
 class BatchedScorer(Scorer):
@@ -73,8 +69,6 @@ class BatchedScorer(Scorer):
             raise ValueError(f"streams must be >= 1, got {streams}")
         self.streams = streams
         self.rnn = isinstance(self.prober, RNNProber)
-        if setup.cell_batch:
-            self._check_cell_batch()
         if self.rnn:
             self.prober.share_embedding()
         # Probes whose forward was launched ahead by score_batch, by architecture; each is
@@ -83,12 +77,6 @@ class BatchedScorer(Scorer):
         # Why the first cell batch that raised did (its candidates then ran their own
         # forwards, with the same scores): a benchmark or a user reads it here.
         self.cell_batch_failure: str | None = None
-
-    def _check_cell_batch(self) -> None:
-        if not self.rnn:
-            raise ValueError(f"cell_batch runs RNN cells together (space {self.setup.space!r})")
-        if not first_layer_only(self.needs, self.setup.num_layers):
-            raise ValueError(cell_batch_refusal([m.name for m in self.metrics], self.needs))
 
     @cached_property
     def _side_streams(self) -> list[torch.cuda.Stream]:
@@ -200,10 +188,3 @@ def cell_batch_refusal(metrics: Sequence[str], needs: Iterable[str]) -> str:
         f"(needs: {', '.join(sorted(needs))})"
     )
 
-
-def score_batch(scorer: Scorer, candidates: Sequence[Candidate]) -> list[Evaluation]:
-    """One evaluation per candidate, in order: batched by a :class:`BatchedScorer`, one after
-    the other by any other Scorer."""
-    if isinstance(scorer, BatchedScorer):
-        return scorer.score_batch(candidates)
-    return [scorer.score(c) for c in candidates]

@@ -727,6 +727,3 @@ class SharedEmbedding:
             )
         return model.to(device)
 
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -16,7 +16,6 @@ observes is recorded through explicit arguments of the model's forward.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -25,19 +24,23 @@ from typing import TYPE_CHECKING
 import torch
 from torch.nn import functional as F
 
-from search_spaces.rnn import ModelSizes, Recipe, RNNLanguageModel, count_parameters
-from search_spaces.rnn.compiled import StepRepeater
-from search_spaces.rnn.graphs import StepGraphs
-from search_spaces.rnn.model import CellRecord, SharedEmbedding
+from nas_engine.corpus import Corpus, CorpusError, first_batch, windows
+from nas_engine.errors import TrainingConfigError
+from nas_engine.health import STRESS_SCALE, STRESS_SEQUENCES, STRESS_STEPS
+from nas_engine.metrics.registry import MetricFailure
+from nas_engine.parameters import count_parameters
+from nas_engine.seeds import generator_for
 
-from .corpus import Corpus, CorpusError, first_batch, windows
-from .health import STRESS_SCALE, STRESS_SEQUENCES, STRESS_STEPS
-from .metrics.registry import MetricFailure
-from .training import ProxyTraining, TrainingConfigError
+from .compiled import StepRepeater
+from .graphs import StepGraphs
+from .model import CellRecord, ModelSizes, RNNLanguageModel, SharedEmbedding
+from .recipe import Recipe
+from .training.proxy import ProxyTraining
 
 if TYPE_CHECKING:
-    from .scoring import ScoringSetup
-    from .training import TrainingOutcome
+    from nas_engine.scoring import ScoringSetup
+
+    from .training.outcome import TrainingOutcome
 
 NOISE_LEVELS = {"small": 0.1, "large": 10.0, "huge": 100.0}  # Jacobian noise scale a
 ZEN_PERTURBATION = 0.1  # Zen-score: x and x + 0.1 * eps
@@ -122,16 +125,6 @@ def first_layer_only(needs: Iterable[str], num_layers: int) -> bool:
         and "activation_codes" not in needs
         and any(n.startswith("entering_states:") for n in needs)
     )
-
-
-def derived_seed(seed: int, purpose: str) -> int:
-    """A seed for one purpose's random draws, fixed by the probe seed and the purpose."""
-    digest = hashlib.sha256(f"nas-engine:{seed}:{purpose}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-def _generator(seed: int, purpose: str) -> torch.Generator:
-    return torch.Generator(device="cpu").manual_seed(derived_seed(seed, purpose))
 
 
 @dataclass(frozen=True)
@@ -335,7 +328,7 @@ class RNNProbe:
         of the first cell, from the probe's seed (on the CPU)."""
         cell = self.model.layers[0]
         columns = min(STRESS_SEQUENCES, self.tokens.shape[1])
-        gen = _generator(self.seed, "stress")
+        gen = generator_for(self.seed, "stress")
         return [
             STRESS_SCALE * torch.randn(columns, cell.hidden_size, generator=gen)
             for _ in range(cell.program.num_states)
@@ -388,7 +381,7 @@ class RNNProbe:
         x + 0.1 * eps. Both run as one batch of 2B independent sequences."""
         model = self._full_model("the Zen-score")
         steps, batch = self.tokens.shape[0], self.tokens.shape[1]
-        gen = _generator(self.seed, "zen")
+        gen = generator_for(self.seed, "zen")
         shape = (batch, steps, self.sizes.embedding_size)
         x = torch.randn(shape, generator=gen, dtype=self._dtype)
         eps = torch.randn(shape, generator=gen, dtype=self._dtype)
@@ -402,7 +395,7 @@ class RNNProbe:
     def _jacobian_noise(self) -> torch.Tensor:
         """N(0, 1) of the embeddings' shape; one draw shared by all noise levels."""
         e = self._embeddings
-        gen = _generator(self.seed, "jacobian_noise")
+        gen = generator_for(self.seed, "jacobian_noise")
         return torch.randn(e.shape, generator=gen, dtype=e.dtype).to(self.device)
 
     def noised_embeddings(self, level: str | None) -> torch.Tensor:
@@ -546,14 +539,16 @@ class RNNProber:
         ids = corpus.split(setup.split)
         # The scoring input: the first T steps of the batchified split (T, B).
         self.tokens = first_batch(ids, setup.batch_size, setup.bptt).to(device)
+        given = {
+            "embedding_size": setup.embedding_size,
+            "hidden_size": setup.hidden_size,
+            "num_layers": setup.num_layers,
+            "init_gain": setup.init_gain,
+        }
         self.sizes = ModelSizes(
-            vocab_size=len(corpus.vocab),
-            embedding_size=setup.embedding_size,
-            hidden_size=setup.hidden_size,
-            num_layers=setup.num_layers,
-            init_gain=setup.init_gain,
+            vocab_size=len(corpus.vocab), **{k: v for k, v in given.items() if v is not None}
         )
-        self.depth = plan_depth(self.needs, setup.num_layers)
+        self.depth = plan_depth(self.needs, self.sizes.num_layers)
         self.shared: SharedEmbedding | None = None
         self.step_graphs = StepGraphs(device) if setup.cuda_graphs else None
         # Loss-based metrics read the next tokens: the (T + 1, B) slice, rows 1..T; the NTK

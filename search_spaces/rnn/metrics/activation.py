@@ -7,11 +7,14 @@ import math
 
 import torch
 
-from .registry import Measured, MetricFailure, register
+from nas_engine.metrics.registry import Measured, MetricFailure, register
+
+SPACE = "rnn"
 
 
 @register(
     "activation_distance",
+    space=SPACE,
     direction="higher",
     needs={"activation_codes"},
     description=(
@@ -48,6 +51,7 @@ def _singular_reason(kernel: torch.Tensor, units: int) -> str:
 
 @register(
     "zen",
+    space=SPACE,
     direction="higher",
     needs={"zen_outputs"},
     description=(

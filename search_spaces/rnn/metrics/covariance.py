@@ -6,8 +6,10 @@ from functools import partial
 
 import torch
 
-from .eig import eig_score
-from .registry import Direction, Measured, MetricFailure, register
+from nas_engine.metrics.eig import eig_score
+from nas_engine.metrics.registry import Direction, Measured, MetricFailure, register
+
+SPACE = "rnn"
 
 
 def hidden_cov(probe, layer: int = 1) -> Measured:
@@ -23,6 +25,7 @@ def _register_per_layer(name: str, fn, direction: Direction, description: str) -
     for layer in (1, 2, 3):
         register(
             f"{name}_l{layer}",
+            space=SPACE,
             direction=direction,
             needs={f"entering_states:{layer}"},
             description=description.format(layer=layer),
@@ -66,6 +69,7 @@ _register_per_layer(
 
 register(
     "hidden_cov",
+    space=SPACE,
     direction="higher",
     needs={"entering_states:1"},
     description="hidden covariance at layer 1 (the paper's default; same as hidden_cov_l1)",
@@ -74,6 +78,7 @@ register(
 
 @register(
     "params",
+    space=SPACE,
     direction="higher",
     needs={"param_count"},
     description="number of trainable parameters (a baseline; larger counts as better)",

@@ -11,7 +11,9 @@ import math
 
 import torch
 
-from .registry import Measured, MetricFailure, register
+from nas_engine.metrics.registry import Measured, MetricFailure, register
+
+SPACE = "rnn"
 
 
 def _finite(value: float, what: str) -> float:
@@ -39,6 +41,7 @@ def recurrent_columns(probe) -> list[torch.Tensor | None]:
 
 @register(
     "synflow",
+    space=SPACE,
     direction="lower",
     needs={"saliency:weights"},
     description=(
@@ -61,6 +64,7 @@ def synflow(probe) -> Measured:
 
 @register(
     "hidden_synflow",
+    space=SPACE,
     direction="lower",
     needs={"saliency:states"},
     description=(
@@ -75,6 +79,7 @@ def hidden_synflow(probe) -> float:
 
 @register(
     "grad_norm",
+    space=SPACE,
     direction="lower",
     needs={"loss_grad"},
     description=(
@@ -96,6 +101,7 @@ def _gram(probe) -> torch.Tensor:
 
 @register(
     "ntk_trace",
+    space=SPACE,
     direction="lower",
     needs={"minibatch_grads"},
     description=(
@@ -110,6 +116,7 @@ def ntk_trace(probe) -> float:
 
 @register(
     "ntk_cond",
+    space=SPACE,
     direction="lower",
     needs={"minibatch_grads"},
     description=(

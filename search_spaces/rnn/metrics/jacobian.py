@@ -12,8 +12,10 @@ from functools import partial
 
 import torch
 
-from .eig import eig_score
-from .registry import Measured, MetricFailure, register
+from nas_engine.metrics.eig import eig_score
+from nas_engine.metrics.registry import Measured, MetricFailure, register
+
+SPACE = "rnn"
 
 NOISE_EXPONENT = 1.0 / 20.0  # jacob_cosine: abs(S_ij) ** (1/20)
 
@@ -48,6 +50,7 @@ def cosine_score(jacobian: torch.Tensor, what: str = "Jacobian") -> float:
 
 @register(
     "jacob_cov",
+    space=SPACE,
     direction="higher",
     needs={"jacobian"},
     description="eig score of the correlation between sequences' input Jacobians (B rows of T*E)",
@@ -59,6 +62,7 @@ def jacob_cov(probe) -> Measured:
 
 @register(
     "jacob_cosine",
+    space=SPACE,
     direction="higher",
     needs={"jacobian"},
     description="1 - mean abs cosine similarity^(1/20) between sequences' input Jacobians (/2)",
@@ -91,6 +95,7 @@ for _level, _a in _SCALE.items():
         _direction, _tau = _DIRECTION[_cosine]
         register(
             f"jacob_noise_{_level}" + ("_cosine" if _cosine else ""),
+            space=SPACE,
             direction=_direction,
             needs={"jacobian", f"jacobian_noise:{_level}"},
             description=(

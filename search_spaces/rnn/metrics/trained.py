@@ -8,11 +8,14 @@ test loss at Kendall tau 0.58, 0.70 and 0.83 (the hidden covariance: 0.32).
 
 from __future__ import annotations
 
-from .registry import Measured, MetricFailure, register
+from nas_engine.metrics.registry import Measured, MetricFailure, register
+
+SPACE = "rnn"
 
 
 @register(
     "trained_loss",
+    space=SPACE,
     direction="lower",
     needs={"training"},
     description="trained proxy: validation loss after a short run of the NAS-Bench-NLP recipe "

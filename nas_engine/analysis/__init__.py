@@ -1,0 +1,1 @@
+"""Research analyses the experiments share; the engine imports nothing from here."""
