@@ -15,6 +15,7 @@ from .generator import config_distance, mutate_config, sample_config
 from .model import BertEncoder, EncoderSizes
 from .probe import BertProber, check_bert_need
 from .restriction import Restriction, parse_restriction
+from .training import BERT_TRAINER
 
 if TYPE_CHECKING:
     from nas_engine.corpus import Corpus
@@ -33,6 +34,7 @@ class BertSpace(SearchSpace[BertConfig]):
 
     name = "bert"
     restrictable = True
+    trainer = BERT_TRAINER
 
     def __init__(self, restriction: Restriction | str | None = None) -> None:
         self.restriction = (
