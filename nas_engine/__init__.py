@@ -8,20 +8,23 @@ from .config import SearchConfig
 from .engine import run_search
 from .errors import ConfigError
 from .result import Result
+from .runs import Run, load_run
 
 __version__ = "0.1.0"
 
 
 def search(
     space: str = "rnn", fitness: str = "hidden_cov", budget: int = 100, **options: Any
-) -> list[Result]:
-    """Run a search and return its result records (in evaluation order).
+) -> Run:
+    """Run a search; return it as a :class:`Run` (its ``results`` in evaluation order, also
+    the run's items; ``best``, ``top(k)``, ``answer``, ``to_dataframe()``).
 
     ``options`` are the other fields of :class:`SearchConfig` (strategy, seed, out, corpus,
-    hidden_size, ...). Results are also written to ``out`` as by the command line.
+    hidden_size, plugins, ...). Results are also written to ``out`` as by the command line.
     """
     config = SearchConfig(space=space, fitness=fitness, budget=budget, **options)
-    return run_search(config).results
+    outcome = run_search(config)
+    return Run(outcome.out, config, outcome.results, outcome.summary, config.parsed_fitness)
 
 
-__all__ = ["ConfigError", "Result", "SearchConfig", "search"]
+__all__ = ["ConfigError", "Result", "Run", "SearchConfig", "load_run", "search"]

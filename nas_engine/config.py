@@ -61,6 +61,7 @@ EXECUTION_SETTINGS = (
     "confirm_epochs",
     "confirm_corpus",
     "answer_blend",
+    "report",
 )
 
 
@@ -122,6 +123,8 @@ class SearchConfig:
     answer_blend: float = DEFAULT_ANSWER_BLEND
     # Modules imported first, here and in every worker: they register metrics or spaces.
     plugins: tuple[str, ...] = field(default_factory=tuple)
+    # Write OUT/report.html and OUT/report.md when the run ends (finished or stopped).
+    report: bool = True
 
     def __post_init__(self) -> None:
         # Each size the space takes and the user left unset gets the space's default (the one

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -19,6 +20,7 @@ from .fitness import Fitness
 from .health import STABILITY
 from .metrics import get_metric, metric_names
 from .pareto import HYPERVOLUME, FrontTracker, pareto_front
+from .report import space_hooks, write_report
 from .result import CELL_BATCH_FALLBACK, FLAGGED, Candidate, Evaluation, Result
 from .spaces import get_space
 from .storage import RunFolderError, RunStore
@@ -145,7 +147,11 @@ def run_search(
     try:
         return _run_prepared(prep, executor, on_result, on_start, on_confirmed)
     finally:
-        prep.store.release()
+        try:
+            if config.report and prep.store.summary_path.is_file():
+                _write_report(prep)
+        finally:
+            prep.store.release()
 
 
 def _run_prepared(
@@ -264,6 +270,17 @@ def _run_prepared(
                 }
                 store.write_summary(summary)
     return SearchOutcome(results, summary, store.root, prep.fitness)
+
+
+def _write_report(prep: _Prepared) -> None:
+    """report.html and report.md from the run folder, finished or interrupted; a report that
+    cannot be drawn is a warning, never the run's failure (the records are already safe)."""
+    config = prep.config
+    describe, draw = space_hooks(prep.store.root, get_space(config.space, config.restrict))
+    try:
+        write_report(prep.store.root, describe=describe, draw=draw, top_k=config.top_k)
+    except Exception as exc:  # noqa: BLE001 - the records stand without their report
+        warnings.warn(f"report not written: {type(exc).__name__}: {exc}", stacklevel=2)
 
 
 @dataclass

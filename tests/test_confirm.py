@@ -14,7 +14,15 @@ from nas_engine import ConfigError
 from nas_engine.config import SearchConfig
 from nas_engine.engine import run_search
 
-TINY = dict(hidden_size=16, embedding_size=16, batch_size=8, bptt=10, population=4, tournament=2)
+TINY = dict(
+    hidden_size=16,
+    embedding_size=16,
+    batch_size=8,
+    bptt=10,
+    population=4,
+    tournament=2,
+    report=False,
+)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from nas_engine.result import Result
 from nas_engine.spaces import get_space
 from nas_engine.strategies import AgingEvolution
 
-TINY = dict(hidden_size=16, embedding_size=16, batch_size=8, bptt=10)
+TINY = dict(hidden_size=16, embedding_size=16, batch_size=8, bptt=10, report=False)
 ENSEMBLE = "hidden_cov+params"
 
 

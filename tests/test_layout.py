@@ -20,7 +20,7 @@ CORE = (
     "nas_engine.config",
     "nas_engine.confirm",
     "nas_engine.report",
-    "nas_engine.run_report",
+    "nas_engine.runs",
     "nas_engine.scoring",
     "nas_engine.fitness",
     "nas_engine.storage",

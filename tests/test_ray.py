@@ -19,7 +19,15 @@ from nas_engine.result import Candidate  # noqa: E402
 from nas_engine.scoring import ScoringSetup  # noqa: E402
 from nas_engine.spaces import get_space  # noqa: E402
 
-TINY = dict(hidden_size=16, embedding_size=16, batch_size=8, bptt=10, population=4, tournament=2)
+TINY = dict(
+    hidden_size=16,
+    embedding_size=16,
+    batch_size=8,
+    bptt=10,
+    population=4,
+    tournament=2,
+    report=False,
+)
 # Sizes at which one scoring call takes a good fraction of a second in a one-thread worker.
 SLOW = ScoringSetup(
     metrics=("hidden_cov", "ntk_trace"),

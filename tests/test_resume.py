@@ -48,7 +48,15 @@ SEARCH = [
 ]
 
 
-TINY = dict(hidden_size=16, embedding_size=16, batch_size=8, bptt=10, population=4, tournament=2)
+TINY = dict(
+    hidden_size=16,
+    embedding_size=16,
+    batch_size=8,
+    bptt=10,
+    population=4,
+    tournament=2,
+    report=False,
+)
 
 
 def comparable(out: Path) -> list[tuple]:
@@ -133,6 +141,10 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_results(
         summary = json.loads((out / "summary.json").read_text())
         assert summary["stopped_by"] == "interrupted"
         assert summary["evaluated"] == len(before)
+        # ... the top table of what was recorded, as after a budget, and the report
+        printed = proc.stdout.read()
+        assert "arch_id" in printed and summary["top"][0]["arch_id"] in printed
+        assert "report.html" in printed and (out / "report.html").is_file()
 
     done = run_module("nas_engine.search", *SEARCH, "--out", str(out), "--resume", timeout=300)
     assert done.returncode == 0, done.stderr[-1000:]

@@ -15,6 +15,7 @@ from search_spaces.rnn import Recipe
 from search_spaces.rnn.generator import MUTATIONS, cell_distance
 
 TINY = dict(hidden_size=16, embedding_size=16, batch_size=8, bptt=10)
+QUIET = dict(report=False)  # the run report is checked in test_report.py and test_cli.py
 FIELDS = {"index", "arch_id", "arch", "fitness", "metrics", "status", "error", "seconds"}
 BUDGET, POPULATION = 12, 4
 
@@ -221,7 +222,7 @@ def test_bad_options_raise_config_error_and_write_nothing(
     if options.get("space") == "bert":  # the RNN sizes of TINY only where the case gives them
         kwargs = {k: v for k, v in kwargs.items() if k not in RNN_SIZES or k in options}
     with pytest.raises(ConfigError, match=match):
-        nas_engine.search(**kwargs)
+        nas_engine.search(**kwargs, **QUIET)
     assert not (tmp_path / "run").exists()
 
 

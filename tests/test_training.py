@@ -17,6 +17,7 @@ import torch
 from helpers import REPO_ROOT, read_logs
 from torch.nn import functional as F
 
+import nas_engine
 from nas_engine.cli.train import train_main
 from nas_engine.corpus import Corpus, Vocabulary, load_corpus
 from nas_engine.spaces import get_space
@@ -447,7 +448,7 @@ def test_cli_records_a_diverged_run_and_exits_1(tmp_path):
         (["--preset", "lstm", "--steps", "5", "--epochs", "1"], "not allowed with argument"),
         (["--preset", "lstm", "--steps", "0"], "must be >= 1"),
         (["--preset", "nope"], "--preset 'nope': the rnn space has gru, lstm"),
-        (["--steps", "5"], "one of the arguments --recipe --preset is required"),
+        (["--steps", "5"], "one of the arguments --recipe --from-run --preset is required"),
         (["--preset", "lstm", "--set", "dropout_input=1.5"], "dropout_input must be in [0, 1)"),
         (["--preset", "lstm", "--set", "colour=red"], "expected NAME=VALUE"),
         (["--preset", "lstm", "--train-split", "test"], "no held-out test"),
@@ -488,3 +489,62 @@ def test_cli_reads_a_benchmark_log_as_recipe(tmp_path):
     assert record["arch"] == get_space("rnn").to_record(
         get_space("rnn").validate(json.loads(log["recepie"]))
     )
+
+
+# ------------------------------------------------------------- the winner, one command away
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    out = tmp_path_factory.mktemp("searched") / "run"
+    nas_engine.search(budget=8, seed=4, out=str(out), embedding_size=12, hidden_size=20,
+                      layers=2, batch_size=4, bptt=10, report=False)  # fmt: skip
+    return out
+
+
+RECIPE_ARGS = ("--batch-size", "4", "--bptt", "10", "--eval-batch-size", "4", "--steps", "5")
+
+
+def test_from_run_trains_the_ranked_architecture_at_the_runs_sizes(searched, tmp_path):
+    corpus = write_corpus(tmp_path / "corpus")
+    second = nas_engine.load_run(searched).top(2)[1]
+    out = tmp_path / "second"
+    code = train_main(["--from-run", str(searched), "--rank", "2", "--corpus", str(corpus),
+                       "--out", str(out), "--no-progress", *RECIPE_ARGS])  # fmt: skip
+    assert code == 0
+    record = json.loads((out / "training.json").read_text())
+    assert record["arch"] == dict(second.arch)
+    model = load_checkpoint(out / "checkpoint.pt").model
+    assert (model.sizes.embedding_size, model.sizes.hidden_size, model.sizes.num_layers) == (
+        12, 20, 2,
+    )  # fmt: skip
+
+
+def test_a_results_line_and_a_summary_entry_are_recipes(searched, tmp_path):
+    corpus = write_corpus(tmp_path / "corpus")
+    line = (searched / "results.jsonl").read_text().splitlines()[3]
+    top = json.loads((searched / "summary.json").read_text())["top"][0]
+    for name, text in (("line", line), ("top", json.dumps(top))):
+        (tmp_path / f"{name}.json").write_text(text)
+        out = tmp_path / name
+        args = ["--recipe", str(tmp_path / f"{name}.json"), "--corpus", str(corpus),
+                "--out", str(out), "--no-progress", *RECIPE_ARGS, *TINY_ARGS[:6]]  # fmt: skip
+        code = train_main(args)
+        assert code == 0
+        expected = json.loads(line)["arch"] if name == "line" else top["recipe"]
+        assert json.loads((out / "training.json").read_text())["arch"] == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--answer"], "has no two-stage answer"),
+        (["--arch-id", "nope"], "--arch-id nope: not a result"),
+        (["--rank", "99"], "--rank 99:"),
+        (["--space", "bert"], "searched the rnn space"),
+    ],
+)
+def test_from_run_bad_picks_are_one_line(searched, tmp_path, capsys, args, message):
+    code = train_main(["--from-run", str(searched), *args, "--out", str(tmp_path / "x")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()

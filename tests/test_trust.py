@@ -24,7 +24,15 @@ from nas_engine.result import FLAGGED, Candidate, Result
 from nas_engine.scoring import Scorer
 from nas_engine.spaces import get_space
 
-TINY = dict(hidden_size=16, embedding_size=16, batch_size=8, bptt=10, population=4, tournament=2)
+TINY = dict(
+    hidden_size=16,
+    embedding_size=16,
+    batch_size=8,
+    bptt=10,
+    population=4,
+    tournament=2,
+    report=False,
+)
 
 # Cells that carry no information about their input, built three ways.
 DEAD_CELLS = {

@@ -15,9 +15,9 @@ from ..config import FAST_SIZES, ConfigError, SearchConfig
 from ..executors import EXECUTORS
 from ..metrics import metric_names, metrics_of
 from ..plugins import load_plugins
-from ..report import run_with_progress
 from ..spaces import load_space, space_names
 from ..strategies import STRATEGIES
+from .display import run_with_progress
 from .options import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
@@ -67,6 +67,12 @@ def search_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--list-metrics", action="store_true", help="list the metrics with their direction and exit"
+    )
+    p.add_argument(
+        "--no-report",
+        action="store_true",
+        help="write no OUT/report.html and report.md at the end (python -m nas_engine.report "
+        "OUT writes them later)",
     )
     p.add_argument(
         "--plugin",
@@ -430,6 +436,7 @@ def search_main(argv: list[str] | None = None) -> int:
         reference_point=args.reference_point,
         max_params=args.max_params,
         plugins=tuple(args.plugin),
+        report=not args.no_report,
     )
     if args.objectives is not None and args.fitness is not None:
         parser.error("--objectives replaces --fitness: give one of them")

@@ -18,10 +18,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..config import SearchConfig
+from ..config import SIZE_SETTINGS, SearchConfig
 from ..corpus import Corpus, CorpusError, embedded_corpus, load_corpus
 from ..devices import resolve_device
 from ..errors import TrainingConfigError
+from ..result import Result
+from ..runs import Run, load_run
 from ..spaces import SearchSpace, Trainer, get_space
 from .options import (
     EXIT_BAD_INPUT,
@@ -37,7 +39,8 @@ EXIT_TRAINING_FAILED = 1
 
 def train_parser() -> argparse.ArgumentParser:
     default_space = get_space(SearchConfig().space)
-    d = default_space.trainer.recipe()
+    d = default_space.trainer.recipe()  # the defaults shown; each space's recipe has its own
+    d_name = default_space.name
     p = OneLineParser(
         prog="python -m nas_engine.train",
         description="Train one cell with the NAS-Bench-NLP recipe (AWD-LSTM style, shortened) "
@@ -48,8 +51,15 @@ def train_parser() -> argparse.ArgumentParser:
     which.add_argument(
         "--recipe",
         metavar="FILE",
-        help="the cell: a JSON recipe {node: {op, input}}, or a NAS-Bench-NLP log (its "
-        "'recepie' is used)",
+        help="the architecture: its JSON record (an RNN recipe {node: {op, input}}), a line of "
+        "a run's results.jsonl, an entry of a summary.json's top list, or a NAS-Bench-NLP log "
+        "(its 'recepie' is used)",
+    )
+    which.add_argument(
+        "--from-run",
+        metavar="OUT",
+        help="a search's folder: train its --rank K (default 1, in the final ranking), its "
+        "--answer or its --arch-id ID, in the run's space and at the run's sizes",
     )
     which.add_argument(
         "--preset",
@@ -59,9 +69,14 @@ def train_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--space",
-        default=default_space.name,
-        help="the space of the architecture (default: %(default)s)",
+        default=None,
+        help=f"the space of the architecture (default: the run's with --from-run, else "
+        f"{default_space.name})",
     )
+    pick = p.add_argument_group("which architecture of --from-run").add_mutually_exclusive_group()
+    pick.add_argument("--rank", type=positive_int, default=None, metavar="K", help="1 = best")
+    pick.add_argument("--answer", action="store_true", help="the run's two-stage answer")
+    pick.add_argument("--arch-id", default=None, metavar="ID", help="the result with this id")
     data = p.add_argument_group("corpus")
     data.add_argument(
         "--corpus",
@@ -71,13 +86,13 @@ def train_parser() -> argparse.ArgumentParser:
     )
     data.add_argument(
         "--train-split",
-        default=d.train_split,
-        help="split to train on (default: %(default)s); 'valid' for a corpus without a train "
+        default=None,
+        help=f"split to train on (default: {d.train_split}); 'valid' for a corpus without a train "
         "split: trains on its first 90%% and validates on the rest",
     )
-    data.add_argument("--valid-split", default=d.valid_split, help="(default: %(default)s)")
+    data.add_argument("--valid-split", default=None, help=f"(default: {d.valid_split})")
     data.add_argument(
-        "--test-split", default=d.test_split, help="'none' for no test (default: %(default)s)"
+        "--test-split", default=None, help=f"'none' for no test (default: {d.test_split})"
     )
     length = p.add_argument_group("how long").add_mutually_exclusive_group()
     length.add_argument("--steps", type=positive_int, default=None, help="optimiser steps")
@@ -87,17 +102,25 @@ def train_parser() -> argparse.ArgumentParser:
         default=None,
         help="passes over the train split (default: 1 when --steps is not given either)",
     )
-    train = p.add_argument_group("training recipe (defaults: the NAS-Bench-NLP logs)")
-    train.add_argument("--lr", type=positive_float, default=d.lr, help="(default: %(default)s)")
-    train.add_argument(
-        "--batch-size", type=positive_int, default=d.batch_size, help="(default: %(default)s)"
+    train = p.add_argument_group(
+        f"training recipe (defaults: the space's recipe; shown: {d_name}'s, the NAS-Bench-NLP "
+        "logs')"
     )
-    train.add_argument("--bptt", type=positive_int, default=d.bptt, help="(default: %(default)s)")
+    train.add_argument("--lr", type=positive_float, default=None, help=f"(default: {d.lr})")
+    train.add_argument(
+        "--batch-size", type=positive_int, default=None, help=f"(default: {d.batch_size})"
+    )
+    train.add_argument(
+        "--bptt",
+        type=positive_int,
+        default=None,
+        help=f"steps (RNN) or tokens per sequence (BERT) (default: {d.bptt})",
+    )
     train.add_argument(
         "--eval-batch-size",
         type=positive_int,
-        default=d.eval_batch_size,
-        help="(default: %(default)s)",
+        default=None,
+        help=f"(default: {d.eval_batch_size})",
     )
     train.add_argument(
         "--set",
@@ -108,8 +131,8 @@ def train_parser() -> argparse.ArgumentParser:
         "dropout_embedding, weight_drop, alpha, beta, weight_decay, clip, valid_holdout); "
         "repeatable",
     )
-    train.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
-    train.add_argument("--device", default=d.device, help="cpu, cuda or auto (default: cpu)")
+    train.add_argument("--seed", type=int, default=None, help=f"(default: {d.seed})")
+    train.add_argument("--device", default=None, help="cpu, cuda or auto (default: cpu)")
     train.add_argument(
         "--no-mixed-precision",
         action="store_true",
@@ -135,6 +158,29 @@ def train_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _from_run(args: argparse.Namespace) -> tuple[Run, Result, str]:
+    """The run of ``--from-run`` and the result it names, with a name for the output folder."""
+    run = load_run(args.from_run)
+    if args.answer:
+        if run.answer is None:
+            raise TrainingConfigError(
+                f"--answer: {args.from_run!r} has no two-stage answer (run it with --confirm-top)"
+            )
+        return run, run.answer, f"{run.answer.arch_id}-answer"
+    if args.arch_id is not None:
+        for result in run.results:
+            if result.arch_id == args.arch_id:
+                return run, result, args.arch_id
+        raise TrainingConfigError(f"--arch-id {args.arch_id}: not a result of {args.from_run!r}")
+    rank = args.rank or 1
+    ranked = run.top(rank)
+    if len(ranked) < rank:
+        raise TrainingConfigError(
+            f"--rank {rank}: {args.from_run!r} ranks {len(ranked)} architectures"
+        )
+    return run, ranked[-1], f"{ranked[-1].arch_id}-rank{rank}"
+
+
 def _read_cell(args: argparse.Namespace, space: SearchSpace) -> tuple[Any, str]:
     if args.preset:
         presets = space.presets()
@@ -152,6 +198,8 @@ def _read_cell(args: argparse.Namespace, space: SearchSpace) -> tuple[Any, str]:
         raise TrainingConfigError(f"recipe {str(path)!r} is not valid JSON: {exc}") from None
     if isinstance(data, dict) and isinstance(data.get("recepie"), str):  # a benchmark log
         data = json.loads(data["recepie"])
+    elif isinstance(data, dict) and "arch_id" in data:  # a result record, or a summary's top
+        data = data.get("arch", data.get("recipe"))
     if not isinstance(data, dict):
         raise TrainingConfigError(f"recipe {str(path)!r} is not a JSON object of nodes")
     try:
@@ -179,21 +227,26 @@ def _settings(pairs: list[str], recipe_type: Any) -> dict[str, float]:
 
 
 def _recipe(args: argparse.Namespace, trainer: Trainer) -> Any:
-    return trainer.recipe(
-        steps=args.steps,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        bptt=args.bptt,
-        eval_batch_size=args.eval_batch_size,
-        seed=args.seed,
-        device=args.device,
-        mixed_precision=not args.no_mixed_precision,
-        train_split=args.train_split,
-        valid_split=args.valid_split,
-        test_split=None if args.test_split == "none" else args.test_split,
-        **_settings(args.set, trainer.recipe),
-    )
+    """The space's training recipe: its own defaults, with what the command line gave."""
+    given = {
+        "steps": args.steps,
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "bptt": args.bptt,
+        "eval_batch_size": args.eval_batch_size,
+        "seed": args.seed,
+        "device": args.device,
+        "train_split": args.train_split,
+        "valid_split": args.valid_split,
+        "test_split": args.test_split,
+    }
+    settings = {k: v for k, v in given.items() if v is not None}
+    if settings.get("test_split") == "none":
+        settings["test_split"] = None
+    if args.no_mixed_precision:
+        settings["mixed_precision"] = False
+    return trainer.recipe(**settings, **_settings(args.set, trainer.recipe))
 
 
 def _load(path: str | None, recipe: Any) -> Corpus:
@@ -213,17 +266,26 @@ def _write_json(path: Path, data: dict) -> None:
 
 def train_main(argv: list[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
+    run_sizes: dict[str, Any] = {}
     try:
-        space = get_space(args.space)
-    except KeyError as exc:
-        print(f"error: {exc.args[0]}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    trainer = space.trainer
-    if trainer is None:
-        print(f"error: the {space.name} space has no trainer", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    try:
-        cell, name = _read_cell(args, space)
+        if not args.from_run and (args.rank or args.answer or args.arch_id):
+            raise TrainingConfigError("--rank, --answer and --arch-id pick from --from-run OUT")
+        if args.from_run:
+            run, result, name = _from_run(args)
+            if args.space is not None and args.space != run.config.space:
+                raise TrainingConfigError(
+                    f"--space {args.space}: {args.from_run!r} searched the {run.config.space} space"
+                )
+            args.space = run.config.space
+            run_sizes = {n: getattr(run.config, n) for n in SIZE_SETTINGS}
+        space = get_space(args.space or SearchConfig().space)
+        trainer = space.trainer
+        if trainer is None:
+            raise TrainingConfigError(f"the {space.name} space has no trainer")
+        if args.from_run:
+            cell = space.validate(result.arch)
+        else:
+            cell, name = _read_cell(args, space)
         recipe = _recipe(args, trainer)
         if args.resume and args.out is None:
             raise TrainingConfigError("--resume needs --out: the folder of the run to resume")
@@ -240,8 +302,10 @@ def train_main(argv: list[str] | None = None) -> int:
                 raise TrainingConfigError(f"{str(out)!r} already holds a training run{hint}")
         corpus = _load(args.corpus, recipe)
         data = trainer.prepare_data(corpus, recipe)
-        chosen = {name: getattr(args, name) for name in ("embedding_size", "hidden_size", "layers")}
-        given = {k: v for k, v in chosen.items() if v is not None}
+        chosen = {n: getattr(args, n) for n in ("embedding_size", "hidden_size", "layers")}
+        # the command line's sizes, then the run's (--from-run), then the space's defaults
+        given = {k: v for k, v in run_sizes.items() if v is not None}
+        given.update({k: v for k, v in chosen.items() if v is not None})
         sizes = trainer.sizes(data, {**space.size_defaults, **given})
         try:
             resolve_device(recipe.device)
@@ -253,8 +317,8 @@ def train_main(argv: list[str] | None = None) -> int:
             raise TrainingConfigError(
                 f"--out {str(out)!r} cannot be created: {exc.strerror or exc}"
             ) from None
-    except (TrainingConfigError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (TrainingConfigError, ValueError, KeyError) as exc:
+        print(f"error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"corpus: {data.description}", file=sys.stderr)
     for note in data.notes:

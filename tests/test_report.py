@@ -1,4 +1,4 @@
-"""The run report (nas_engine.run_report): synthetic run folders in the records' real shape,
+"""The run report (nas_engine.report): synthetic run folders in the records' real shape,
 and one real tiny search, reported without a browser."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 import nas_engine
-from nas_engine.run_report import main, write_report
+from nas_engine.report import main, write_report
 
 DEAD = "degenerate cell: layer 1's states are all zero (a dead cell)"
 CELL = {"h_new_0": {"op": "linear", "input": ["h_prev_0", "x"]}}
