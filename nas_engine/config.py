@@ -89,6 +89,9 @@ class SearchConfig:
     batch_size: int = 50
     bptt: int = 70
     init_gain: float | None = None
+    # The network family each architecture is built as (SearchSpace.networks; bert:
+    # as-trained, literal, paper-notebook); None: the space's default.
+    network: str | None = None
     metrics: tuple[str, ...] = field(default_factory=tuple)
     executor: str = "inprocess"
     ray_address: str | None = None
@@ -137,6 +140,8 @@ class SearchConfig:
         for name, value in defaults.items():
             if getattr(self, name, value) is None:
                 object.__setattr__(self, name, value)
+        if self.network is None and load_space(self.space).default_network is not None:
+            object.__setattr__(self, "network", load_space(self.space).default_network)
 
     def validate(self) -> None:
         load_plugins(self.plugins)
@@ -145,6 +150,9 @@ class SearchConfig:
         except KeyError as exc:
             raise ConfigError(exc.args[0]) from None
         self._validate_sizes(space.size_defaults)
+        if self.network is not None and self.network not in space.networks:
+            known = ", ".join(space.networks) or "none: one network per architecture"
+            raise ConfigError(f"--network {self.network}: the {self.space} space has {known}")
         positive = {
             "budget": self.budget,
             "population": self.population,
@@ -359,6 +367,7 @@ class SearchConfig:
             batch_size=self.batch_size,
             bptt=self.bptt,
             init_gain=self.init_gain,
+            network=self.network,
             cuda_graphs=self.cuda_graphs,
             cell_batch=self.cell_batch,
             corpus=self.corpus,

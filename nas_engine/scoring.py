@@ -40,6 +40,9 @@ class ScoringSetup:
     device: str = "cpu"
     # Scale of the RNN cells' initial weights (search_spaces.rnn.model.ModelSizes.init_gain).
     init_gain: float | None = None
+    # The network family the space builds each architecture as (SearchSpace.networks);
+    # None: the space's default.
+    network: str | None = None
     # RNN space on CUDA: each recurrence's step recorded once as a CUDA graph and replayed
     # (search_spaces.rnn.graphs); the same scores, fewer kernel launches.
     cuda_graphs: bool = False

@@ -99,11 +99,14 @@ class BertBenchmarkSettings:
     seed: int = 0
     device: str = "cpu"
     together: bool = False  # one probe for all metrics (shared passes) instead of one each
+    # The networks scored: the ones whose GLUE scores the benchmark records, by default.
+    network: str = "as-trained"
 
     def setup(self, metrics: tuple[str, ...]) -> ScoringSetup:
         return ScoringSetup(
             space="bert",
             metrics=metrics,
+            network=self.network,
             batch_size=self.batch_size,
             bptt=self.length,
             split=self.split,
@@ -191,6 +194,7 @@ def run_nbbert(args: argparse.Namespace) -> int:
             seed=args.seed,
             device=args.device,
             together=args.together,
+            network=args.network,
         )
         Scorer(settings.setup(()), corpus)  # the batch: a corpus too short fails here
     except CorpusError as exc:

@@ -108,6 +108,14 @@ def add_nbbert_parser(sub: argparse._SubParsersAction) -> None:
         help="score only the entries inside this restriction (as search --restrict)",
     )
     nb.add_argument(
+        "--network",
+        choices=("as-trained", "literal", "paper-notebook"),
+        default="as-trained",
+        help="the networks scored: as-trained (those whose GLUE scores are recorded), "
+        "paper-notebook (those the paper computed its metrics on) or literal (the space as "
+        "labelled) (default: %(default)s; docs/bert.md)",
+    )
+    nb.add_argument(
         "--limit", type=positive_int, default=None, metavar="N", help="only the first N entries"
     )
     nb.add_argument(

@@ -42,6 +42,13 @@ def search_parser() -> argparse.ArgumentParser:
         help=f"search space: {', '.join(space_names())} (default: %(default)s)",
     )
     p.add_argument(
+        "--network",
+        default=None,
+        help="the network family each architecture is built as, where the space has several "
+        "(bert: as-trained, literal, paper-notebook; default: the space's, literal for bert; "
+        "docs/bert.md)",
+    )
+    p.add_argument(
         "--restrict",
         default=None,
         metavar="SPEC",
@@ -436,6 +443,7 @@ def search_main(argv: list[str] | None = None) -> int:
         reference_point=args.reference_point,
         max_params=args.max_params,
         plugins=tuple(args.plugin),
+        network=args.network,
         report=not args.no_report,
     )
     if args.objectives is not None and args.fitness is not None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..spaces.registry import load_all_spaces, load_space
+from ..spaces.registry import load_all_spaces, load_space, space_names
 
 Direction = Literal["higher", "lower"]
 
@@ -90,8 +90,8 @@ def get_metric(name: str, space: str | None = None) -> Metric:
     """The metric ``name`` of ``space``; without a space, that of the first space that has it
     (the built-in spaces in order: the RNN one where both have it)."""
     _load(space)
-    if space is None:
-        metric = next((m for m in _METRICS.values() if m.name == name), None)
+    if space is None:  # the spaces in the registry's order: the built-in ones first
+        metric = next((_METRICS[(s, name)] for s in space_names() if (s, name) in _METRICS), None)
     else:
         metric = _METRICS.get((space, name))
     if metric is None:

@@ -68,6 +68,10 @@ class SearchSpace(ABC, Generic[Arch]):
     size_defaults: ClassVar[Mapping[str, Any]] = {}
     # Scoring options the space implements: "cuda_graphs", "cell_batch".
     features: ClassVar[frozenset[str]] = frozenset()
+    # The network families an architecture may be built as (--network), and the default;
+    # empty: one network per architecture.
+    networks: ClassVar[tuple[str, ...]] = ()
+    default_network: ClassVar[str | None] = None
     # Whether ``get_space(name, restriction)`` may narrow the space.
     restrictable: ClassVar[bool] = False
     # The space's trainer, or None: "no trainer" (confirmation is then refused).

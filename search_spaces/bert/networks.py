@@ -101,6 +101,17 @@ PAD_TOKEN = 0  # the notebook's word table zeroes (and freezes the gradient of) 
 TRUNCATED_AT = 2.0  # TF's truncated_normal redraws beyond two standard deviations
 
 
+MASK_TOKEN = VOCAB_SIZE - 1  # the last row: [MASK] (training's masked positions)
+WORD_ROWS = VOCAB_SIZE - 2  # rows 1 .. 30520 hold a corpus's words
+
+
+def family_ids(ids: torch.Tensor) -> torch.Tensor:
+    """Corpus token ids -> the networks' ids ``1 + id % 30520`` (never 0, the padding row,
+    never [MASK]): how scoring and training feed a word-level corpus to every family. A
+    corpus of more than 30520 word types folds onto the rows deterministically."""
+    return ids.long().remainder(WORD_ROWS).add_(1)
+
+
 class UnknownFamilyError(ValueError):
     """A network family name that is not one of :data:`FAMILIES`."""
 

@@ -34,10 +34,18 @@ from typing import TYPE_CHECKING, TypeVar
 import torch
 
 from nas_engine.corpus import Corpus, first_batch
+from nas_engine.errors import ConfigError
 from nas_engine.seeds import derived_seed
 
 from .config import BertConfig
 from .model import AttentionProbs, BertEncoder, EncoderSizes, FeedForward
+from .networks import (
+    FAMILY_SIZES,
+    FamilyEncoder,
+    build_network,
+    count_nonembedding_parameters,
+    family_ids,
+)
 
 if TYPE_CHECKING:
     pass
@@ -129,9 +137,12 @@ class BertProbe:
         seed: int,
         device: torch.device | str = "cpu",
         needs: Iterable[str] | None = None,
+        family: str | None = None,
     ) -> None:
         self.config = config
         self.sizes = sizes
+        # The network family (search_spaces.bert.networks); None: the encoder at ``sizes``.
+        self.family = family
         self.tokens = tokens
         self.seed = seed
         self.device = torch.device(device)
@@ -147,17 +158,22 @@ class BertProbe:
             self._shared[name] = compute(self)
         return self._shared[name]  # type: ignore[return-value]
 
+    def _build(self, device: str) -> BertEncoder | FamilyEncoder:
+        if self.family is None:
+            return BertEncoder(self.config, self.sizes, device)
+        return build_network(self.config, self.family, device)
+
     @cached_property
-    def model(self) -> BertEncoder:
+    def model(self) -> BertEncoder | FamilyEncoder:
         # Weights drawn on the CPU generator whatever the device: the same network everywhere.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            model = BertEncoder(self.config, self.sizes, "cpu")
+            model = self._build("cpu")
         return model.to(self.device).eval()
 
     @cached_property
-    def _meta_model(self) -> BertEncoder:
-        return BertEncoder(self.config, self.sizes, "meta")
+    def _meta_model(self) -> BertEncoder | FamilyEncoder:
+        return self._build("meta")
 
     @cached_property
     def param_count(self) -> int:
@@ -165,7 +181,9 @@ class BertProbe:
 
     @cached_property
     def nonembedding_param_count(self) -> int:
-        return sum(p.numel() for p in self._meta_model.layers.parameters())
+        if self.family is None:
+            return sum(p.numel() for p in self._meta_model.layers.parameters())
+        return count_nonembedding_parameters(self._meta_model)
 
     def _run(self, with_grad: bool) -> tuple[Recording, torch.Tensor]:
         tokens = self.tokens.to(self.device)
@@ -218,9 +236,21 @@ class BertProber:
         seed: int,
         device: torch.device,
         needs: Iterable[str],
+        family: str | None = None,
     ) -> None:
-        self.tokens = bert_tokens(corpus, split, batch_size, length).to(device)
-        self.sizes = EncoderSizes(vocab_size=len(corpus.vocab), max_length=length)
+        tokens = bert_tokens(corpus, split, batch_size, length)
+        if family is None:  # the encoder sized to the corpus and the input
+            self.sizes = EncoderSizes(vocab_size=len(corpus.vocab), max_length=length)
+        else:  # a family's fixed vocabulary and position table, whatever the input
+            if length > FAMILY_SIZES.max_length:
+                raise ConfigError(
+                    f"--bptt {length}: the {family} networks read at most "
+                    f"{FAMILY_SIZES.max_length} tokens"
+                )
+            tokens = family_ids(tokens)
+            self.sizes = FAMILY_SIZES
+        self.tokens = tokens.to(device)
+        self.family = family
         self.seed = seed
         self.device = device
         self.needs = frozenset(needs)
@@ -228,4 +258,6 @@ class BertProber:
             check_bert_need(need)
 
     def probe(self, config: BertConfig) -> BertProbe:
-        return BertProbe(config, self.sizes, self.tokens, self.seed, self.device, self.needs)
+        return BertProbe(
+            config, self.sizes, self.tokens, self.seed, self.device, self.needs, self.family
+        )

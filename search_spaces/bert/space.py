@@ -13,6 +13,7 @@ from .config import BertConfig, LayerConfig
 from .describe import layer_list
 from .generator import config_distance, mutate_config, sample_config
 from .model import BertEncoder, EncoderSizes
+from .networks import FAMILIES
 from .probe import BertProber, check_bert_need
 from .restriction import Restriction, parse_restriction
 from .training import BERT_TRAINER
@@ -35,6 +36,8 @@ class BertSpace(SearchSpace[BertConfig]):
     name = "bert"
     restrictable = True
     trainer = BERT_TRAINER
+    networks = FAMILIES
+    default_network = "literal"  # the space as labelled: what a user trains (docs/bert.md)
 
     def __init__(self, restriction: Restriction | str | None = None) -> None:
         self.restriction = (
@@ -77,7 +80,14 @@ class BertSpace(SearchSpace[BertConfig]):
     ) -> BertProber:
         """The scorer's prober: ``batch_size`` sequences of ``bptt`` tokens."""
         return BertProber(
-            corpus, setup.split, setup.batch_size, setup.bptt, setup.seed, device, needs
+            corpus,
+            setup.split,
+            setup.batch_size,
+            setup.bptt,
+            setup.seed,
+            device,
+            needs,
+            setup.network or self.default_network,
         )
 
     def check_need(self, need: str) -> None:

@@ -187,4 +187,3 @@ def cell_batch_refusal(metrics: Sequence[str], needs: Iterable[str]) -> str:
         f"{', '.join(metrics)} read more than the first layer's entering states "
         f"(needs: {', '.join(sorted(needs))})"
     )
-

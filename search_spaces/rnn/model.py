@@ -726,4 +726,3 @@ class SharedEmbedding:
                 recipe, sizes, "cpu", build_layers=build_layers, encoder_weight=self.weight
             )
         return model.to(device)
-

@@ -21,8 +21,9 @@ evaluation, :mod:`.loop` the training, :mod:`.checkpoints` checkpoints and progr
 from nas_engine.errors import TrainingConfigError
 from nas_engine.spaces import Trainer
 
+from ..networks import MASK_TOKEN, WORD_ROWS, family_ids
 from .checkpoints import TrainedBert, load_checkpoint, save_checkpoint
-from .data import MASK_TOKEN, WORD_ROWS, BertTrainingData, family_ids, prepare_data
+from .data import BertTrainingData, prepare_data
 from .loop import learning_rate, steps_per_epoch, train_network, training_sizes
 from .mlm import (
     MaskedLanguageModel,

@@ -19,16 +19,8 @@ import torch
 from nas_engine.corpus import Corpus, CorpusError, embedded_corpus, load_corpus
 from nas_engine.errors import TrainingConfigError
 
-from ..networks import VOCAB_SIZE
+from ..networks import WORD_ROWS, family_ids
 from .recipe import BertTrainingRecipe
-
-MASK_TOKEN = VOCAB_SIZE - 1  # the last row: [MASK]
-WORD_ROWS = VOCAB_SIZE - 2  # rows 1 .. 30520 hold the corpus's words
-
-
-def family_ids(ids: torch.Tensor) -> torch.Tensor:
-    """Corpus token ids -> the networks' ids ``1 + id % 30520`` (never 0, never [MASK])."""
-    return ids.long().remainder(WORD_ROWS).add_(1)
 
 
 @dataclass(frozen=True)

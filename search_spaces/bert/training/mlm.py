@@ -28,8 +28,7 @@ from nas_engine.seeds import generator_for
 
 from ..config import BertConfig
 from ..model import LAYER_NORM_EPS, bert_init_
-from ..networks import VOCAB_SIZE, FamilyEncoder, build_network
-from .data import MASK_TOKEN
+from ..networks import MASK_TOKEN, VOCAB_SIZE, FamilyEncoder, build_network
 from .recipe import BertTrainingRecipe
 
 MASK_SHARE = 0.85  # of the chosen positions, the share shown as [MASK] (the rest unchanged)
