@@ -289,3 +289,48 @@ def test_nsga2_on_ray_workers_with_the_guard_and_a_front(tmp_path: Path) -> None
     front = {f["arch_id"] for f in summary["pareto_front"]}
     assert front and front <= {r.arch_id for r in results if r.ranked}
     assert len(summary["hypervolume"]["series"]) == 16
+
+
+def _owned_by(pid: int) -> list[int]:
+    """Processes whose environment marks them as the Ray instance of run process ``pid``."""
+    from nas_engine.executors.reaper import OWNER_VARIABLE
+
+    needle = f"{OWNER_VARIABLE}={pid}-".encode()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if any(v.startswith(needle) for v in (entry / "environ").read_bytes().split(b"\0")):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux's /proc")
+def test_a_killed_run_leaves_no_ray_process_behind(tmp_path: Path) -> None:
+    """SIGKILL of a run with its own Ray instance: its dashboard and runtime-env agents used
+    to stay, orphaned, for more than a minute; the run's reaper ends every one of them."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nas_engine.search", "--executor", "ray", "--workers", "1",
+         "--budget", "500", "--no-progress", "--no-report", "--out", str(out),
+         "--embedding-size", "8", "--hidden-size", "8", "--batch-size", "4", "--bptt", "8"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        results = out / "results.jsonl"
+        while not (results.exists() and results.read_text().count("\n") >= 3):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.2)
+        assert len(_owned_by(proc.pid)) >= 3  # raylet, gcs, agents, the worker: all marked
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 20
+    while _owned_by(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _owned_by(proc.pid) == []

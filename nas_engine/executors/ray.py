@@ -6,6 +6,8 @@ import math
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -17,6 +19,7 @@ from ..corpus import Corpus
 from ..result import Candidate, Evaluation
 from ..scoring import ScoringSetup, make_scorer
 from .base import Executor, ExecutorError, JobFailure, check_batch, timed_out
+from .reaper import OWNER_VARIABLE
 
 
 class ScoringWorker:
@@ -96,6 +99,7 @@ class RayExecutor(Executor):
         # worker's start-up against the candidate it was handed.
         self._starting: dict[Any, Any] = {}
         self.restarts = 0
+        self._reaper: subprocess.Popen | None = None
 
     # lifecycle -----------------------------------------------------------------------
 
@@ -112,6 +116,7 @@ class RayExecutor(Executor):
             on_sigterm = signal.getsignal(signal.SIGTERM)
             try:
                 if self.address is None:
+                    self._reaper = start_reaper()
                     # "local": a private instance of this run's own, whatever RAY_ADDRESS or
                     # the cluster file that `ray start` leaves behind say (without it Ray
                     # joins that cluster, or hangs retrying it when its head is gone), on
@@ -127,9 +132,14 @@ class RayExecutor(Executor):
                 else:
                     ray.init(address=self.address, log_to_driver=False, configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
+                if self._reaper is not None:
+                    self._reaper.stdin.close()
+                    self._reaper = None
                 where = self.address or "a local instance"
                 raise ExecutorError(f"cannot start Ray on {where}: {exc}") from None
             finally:
+                # Only the processes ray.init started carry the reaper's token.
+                os.environ.pop(OWNER_VARIABLE, None)
                 if threading.current_thread() is threading.main_thread() and callable(on_sigterm):
                     signal.signal(signal.SIGTERM, on_sigterm)
             self._started_ray = True
@@ -193,6 +203,10 @@ class RayExecutor(Executor):
         if self._started_ray:
             self._ray.shutdown()
             self._started_ray = False
+        if self._reaper is not None:  # ends what Ray's own shutdown left running
+            self._reaper.stdin.close()
+            self._reaper.wait(timeout=30)
+            self._reaper = None
         self._ray = None
 
     def describe(self) -> dict:
@@ -363,3 +377,17 @@ def _check_reachable(address: str) -> None:
         raise ExecutorError(
             f"--ray-address {address}: no Ray head answers there ({reason})"
         ) from None
+
+
+def start_reaper() -> subprocess.Popen:
+    """A reaper (:mod:`nas_engine.executors.reaper`) for the local Ray instance about to be
+    started: its token goes into this process's environment, which ray.init's processes
+    inherit (the caller removes it once ray.init has returned)."""
+    token = f"{os.getpid()}-{time.time_ns()}"
+    reaper = subprocess.Popen(
+        [sys.executable, "-m", "nas_engine.executors.reaper", token],
+        stdin=subprocess.PIPE,
+        start_new_session=True,  # a Ctrl-C or SIGTERM to the run's group must not end it first
+    )
+    os.environ[OWNER_VARIABLE] = token
+    return reaper
