@@ -62,6 +62,7 @@ EXECUTION_SETTINGS = (
     "confirm_corpus",
     "answer_blend",
     "report",
+    "threads",
 )
 
 
@@ -128,6 +129,9 @@ class SearchConfig:
     plugins: tuple[str, ...] = field(default_factory=tuple)
     # Write OUT/report.html and OUT/report.md when the run ends (finished or stopped).
     report: bool = True
+    # In-process scoring: torch's threads; None: the cores other processes leave idle
+    # (nas_engine.executors.inprocess.idle_cores). Ray workers use one each.
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         # Each size the space takes and the user left unset gets the space's default (the one
@@ -299,6 +303,11 @@ class SearchConfig:
                     raise ConfigError(f"--{name.replace('_', '-')} needs --executor ray")
             if self.gpus_per_worker:
                 raise ConfigError("--gpus-per-worker needs --executor ray")
+        if self.threads is not None:
+            if not isinstance(self.threads, int) or self.threads < 1:
+                raise ConfigError(f"threads must be an integer >= 1, got {self.threads!r}")
+            if self.executor != "inprocess":
+                raise ConfigError("--threads sets in-process scoring (a Ray worker uses one)")
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
             raise ConfigError(f"workers must be an integer >= 1, got {self.workers!r}")
         if not 0 <= self.gpus_per_worker <= 64:

@@ -179,6 +179,7 @@ def _run_prepared(
         gpus_per_worker=config.gpus_per_worker,
         eval_timeout=config.eval_timeout,
         worker_batch=config.worker_batch,
+        threads=config.threads,
     )
     standings = _Standings(prep.fitness, config)
     history = _replay(store, strategy, standings) if config.resume else _History([], [], 0)

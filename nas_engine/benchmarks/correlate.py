@@ -4,6 +4,7 @@ scatter plots, and the printed summary."""
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from scipy import stats
 
 
 def correlations(scores: pd.DataFrame, metrics: tuple[str, ...], target: str = "test_loss") -> dict:
-    """Kendall tau and Spearman rho of each metric (sign as defined) with ``target``."""
+    """Kendall tau and Spearman rho of each metric (sign as defined) with ``target``; a
+    metric here is any column of ``scores``, a fitness spec's included (see :mod:`.specs`)."""
     out = {}
     for metric in metrics:
         values = scores[metric].to_numpy(dtype=float)
@@ -31,6 +33,12 @@ def correlations(scores: pd.DataFrame, metrics: tuple[str, ...], target: str = "
             "seconds_per_arch": float(statistics.median(seconds)) if len(seconds) else None,
         }
     return out
+
+
+def plot_name(column: str) -> str:
+    """A column's name as a file name: a metric's name as is; a fitness spec's ``:`` and
+    ``+`` (and anything else outside letters, digits, ``_``, ``.`` and ``-``) as ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", column)
 
 
 def scatter_plots(
@@ -58,7 +66,7 @@ def scatter_plots(
             else metric
         )
         fig.tight_layout()
-        path = out_dir / f"scatter_{metric}.png"
+        path = out_dir / f"scatter_{plot_name(metric)}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         paths.append(path)

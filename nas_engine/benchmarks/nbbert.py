@@ -3,7 +3,9 @@
 ``python -m nas_engine.benchmark nbbert --benchmark PATH.json`` prints the same table and
 writes the same files as ``nbnlp`` (``correlations.json``, ``scores.csv``, ``run.json``, one
 scatter plot per metric), with ``scores.glue`` (higher is better) as the target: a metric
-that predicts GLUE has a positive tau.
+that predicts GLUE has a positive tau. ``--metrics`` takes fitness specs beside metric names
+(``head_confidence:2+params``; :mod:`.specs`): each is a column and a correlation like a
+metric.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ from search_spaces.bert import BertConfig, BertConfigError, parse_restriction
 from ..config import ConfigError
 from ..corpus import Corpus, CorpusError, embedded_corpus, load_corpus
 from ..devices import resolve_device
-from ..metrics import metric_names
 from ..result import Candidate
 from ..scoring import Scorer, ScoringSetup
 from .correlate import correlations, print_correlations, scatter_plots
+from .specs import add_spec_columns, parse_metric_columns
 
 TARGET = "glue"
 
@@ -151,17 +153,7 @@ def score_entries(
 
 
 def run_nbbert(args: argparse.Namespace) -> int:
-    known = metric_names("bert")
-    names = (
-        known
-        if args.metrics.strip() == "all"
-        else [m.strip() for m in args.metrics.split(",") if m.strip()]
-    )
-    for name in names:
-        if name not in known:
-            raise ConfigError(f"unknown metric {name!r} (known: {', '.join(known)})")
-    if not names:
-        raise ConfigError("--metrics names no metric")
+    chosen = parse_metric_columns(args.metrics, "bert")
     try:
         resolve_device(args.device)
     except (ValueError, RuntimeError) as exc:
@@ -187,7 +179,7 @@ def run_nbbert(args: argparse.Namespace) -> int:
     try:
         corpus = load_corpus(args.corpus, args.split) if args.corpus else embedded_corpus()
         settings = BertBenchmarkSettings(
-            metrics=tuple(names),
+            metrics=chosen.metrics,
             batch_size=args.batch_size,
             length=args.bptt,
             split=args.split,
@@ -209,7 +201,8 @@ def run_nbbert(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with tqdm(total=len(entries), unit="arch", disable=args.no_progress, file=sys.stderr) as bar:
         scores = score_entries(entries, corpus, settings, on_progress=lambda: bar.update(1))
-    corr = correlations(scores, settings.metrics, target=TARGET)
+    scores = add_spec_columns(scores, chosen, together=settings.together)
+    corr = correlations(scores, chosen.columns, target=TARGET)
 
     out.mkdir(parents=True, exist_ok=True)
     scores.to_csv(out / "scores.csv", index=False)
@@ -222,6 +215,8 @@ def run_nbbert(args: argparse.Namespace) -> int:
         "corpus": corpus.description,
         "vocabulary": len(corpus.vocab),
         "settings": settings.__dict__,
+        "columns": list(chosen.columns),
+        "specs": chosen.describe(),
         "target": f"scores.{TARGET} (higher is better)",
         "total_seconds": round(time.perf_counter() - started, 2),
     }

@@ -14,23 +14,13 @@ from tqdm import tqdm
 from ..config import ConfigError
 from ..corpus import CorpusError, embedded_corpus, first_batch, load_corpus
 from ..devices import resolve_device
-from ..metrics import metric_names
 from .correlate import correlations, print_correlations, scatter_plots
 from .nbnlp import BenchmarkSettings, LogsError, read_logs, score_logs
+from .specs import add_spec_columns, parse_metric_columns
 
 
 def run_nbnlp(args: argparse.Namespace) -> int:
-    names = (
-        metric_names("rnn")
-        if args.metrics.strip() == "all"
-        else [m.strip() for m in args.metrics.split(",") if m.strip()]
-    )
-    known = metric_names("rnn")
-    for name in names:
-        if name not in known:
-            raise ConfigError(f"unknown metric {name!r} (known: {', '.join(known)})")
-    if not names:
-        raise ConfigError("--metrics names no metric")
+    chosen = parse_metric_columns(args.metrics, "rnn")
     try:
         resolve_device(args.device)
     except (ValueError, RuntimeError) as exc:
@@ -61,7 +51,7 @@ def run_nbnlp(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {str(out)!r} cannot be created: {exc.strerror or exc}") from None
 
     settings = BenchmarkSettings(
-        metrics=tuple(names),
+        metrics=chosen.metrics,
         embedding_size=args.embedding_size,
         hidden_size=args.hidden_size,
         num_layers=args.layers,
@@ -82,7 +72,8 @@ def run_nbnlp(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with tqdm(total=len(ok), unit="arch", disable=args.no_progress, file=sys.stderr) as bar:
         scores = score_logs(logs, corpus, settings, on_progress=lambda: bar.update(1))
-    corr = correlations(scores, settings.metrics)
+    scores = add_spec_columns(scores, chosen, together=settings.together)
+    corr = correlations(scores, chosen.columns)
 
     out.mkdir(parents=True, exist_ok=True)
     scores.to_csv(out / "scores.csv", index=False)
@@ -93,6 +84,8 @@ def run_nbnlp(args: argparse.Namespace) -> int:
         "logs_ok": len(ok),
         "corpus": corpus.description,
         "settings": settings.__dict__,
+        "columns": list(chosen.columns),
+        "specs": chosen.describe(),
         "total_seconds": round(time.perf_counter() - started, 2),
     }
     (out / "run.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")

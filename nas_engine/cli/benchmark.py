@@ -39,7 +39,9 @@ def benchmark_parser() -> argparse.ArgumentParser:
     nb.add_argument(
         "--metrics",
         default="hidden_cov,params",
-        help="comma-separated metrics (default: %(default)s); 'all' for every RNN metric",
+        help="comma-separated metrics or fitness specs (METRIC[:W]+METRIC..., scored as "
+        "--fitness ranks them; each a column and a correlation) (default: %(default)s); 'all' "
+        "for every RNN metric",
     )
     nb.add_argument(
         "--limit",
@@ -99,7 +101,9 @@ def add_nbbert_parser(sub: argparse._SubParsersAction) -> None:
     nb.add_argument(
         "--metrics",
         default="head_confidence,params,nonembedding_params",
-        help="comma-separated metrics (default: %(default)s); 'all' for every BERT metric",
+        help="comma-separated metrics or fitness specs (METRIC[:W]+METRIC..., scored as "
+        "--fitness ranks them; each a column and a correlation) (default: %(default)s); 'all' "
+        "for every BERT metric",
     )
     nb.add_argument(
         "--restrict",

@@ -309,6 +309,14 @@ def add_execution_options(parser: argparse.ArgumentParser) -> None:
         help="ray: GPUs each worker requests; fractions share a GPU (0.25: four per GPU)",
     )
     group.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="in-process scoring: torch threads (default: the cores other processes leave "
+        "idle when the run starts, at least 1; docs/performance.md)",
+    )
+    group.add_argument(
         "--worker-batch",
         type=positive_int,
         default=1,
@@ -445,6 +453,7 @@ def search_main(argv: list[str] | None = None) -> int:
         plugins=tuple(args.plugin),
         network=args.network,
         report=not args.no_report,
+        threads=args.threads,
     )
     if args.objectives is not None and args.fitness is not None:
         parser.error("--objectives replaces --fitness: give one of them")

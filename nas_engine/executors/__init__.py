@@ -15,9 +15,10 @@ def make_executor(
     gpus_per_worker: float = 0.0,
     eval_timeout: float | None = None,
     worker_batch: int = 1,
+    threads: int | None = None,
 ) -> Executor:
     if name == "inprocess":
-        return InProcessExecutor(eval_timeout, batch=worker_batch)
+        return InProcessExecutor(eval_timeout, batch=worker_batch, threads=threads)
     if name == "ray":
         return RayExecutor(
             address, workers, gpus_per_worker, eval_timeout, worker_batch=worker_batch

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
+
+import torch
 
 from ..corpus import Corpus
 from ..result import Candidate, Evaluation
@@ -19,15 +22,31 @@ class InProcessExecutor(Executor):
     overlap on streams; elsewhere they are scored one after the other). A batch has no
     per-candidate time limit, so ``batch`` > 1 needs ``eval_timeout`` None."""
 
-    def __init__(self, eval_timeout: float | None = None, batch: int = 1) -> None:
+    def __init__(
+        self, eval_timeout: float | None = None, batch: int = 1, threads: int | None = None
+    ) -> None:
         check_batch(batch, eval_timeout)
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
         self.eval_timeout = eval_timeout
         self.capacity = batch
+        self.requested_threads = threads
+        self.threads: int | None = None
+        self._threads_before: int | None = None
         self._queue: deque[Candidate] = deque()
         self._scorer: Scorer | None = None
 
     def start(self, setup: ScoringSetup, corpus: Corpus | None = None) -> None:
+        # torch's intra-op threads, for this executor's life (restored at shutdown).
+        self._threads_before = torch.get_num_threads()
+        self.threads = self.requested_threads or idle_cores()
+        torch.set_num_threads(self.threads)
         self._scorer = make_scorer(setup, corpus)  # the seed's embedding drawn once
+
+    def shutdown(self) -> None:
+        if self._threads_before is not None:
+            torch.set_num_threads(self._threads_before)
+            self._threads_before = None
 
     @property
     def scorer(self) -> Scorer:
@@ -55,7 +74,12 @@ class InProcessExecutor(Executor):
         return len(self._queue)
 
     def describe(self) -> dict:
-        return {"executor": type(self).__name__, "workers": 1, "worker_batch": self.capacity}
+        return {
+            "executor": type(self).__name__,
+            "workers": 1,
+            "worker_batch": self.capacity,
+            "threads": self.threads,
+        }
 
     def run_jobs(
         self, fn: Callable[..., Any], jobs: list[tuple]
@@ -66,3 +90,19 @@ class InProcessExecutor(Executor):
             except Exception as exc:  # a job that raises is a failed job, as on a Ray worker
                 value = JobFailure(f"{type(exc).__name__}: {exc}")
             yield index, value
+
+
+def idle_cores() -> int:
+    """The cores this process may use that other processes are not already keeping busy (its
+    CPU affinity less the one-minute load average, rounded; at least 1), read when a run
+    starts. torch's threads wait for each other at every parallel operation: on a core that
+    another process holds, each wait can last a scheduler time slice, and in-process scoring
+    with two threads on two busy cores ran up to 100 times slower than with one
+    (experiments/thread_load.py). Where nothing else runs, every core is used."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # no load average on this platform: assume the cores are free
+        load = 0.0
+    return max(1, min(cores, cores - int(load + 0.5)))
