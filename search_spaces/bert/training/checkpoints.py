@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,8 @@ from typing import Any
 import torch
 
 from nas_engine.errors import TrainingConfigError
+from nas_engine.training import atomic_save
+from nas_engine.training import read_progress as read_progress_file
 
 from ..config import BertConfig, BertConfigError
 from .mlm import MaskedLanguageModel, build_model
@@ -23,38 +24,14 @@ from .recipe import (
 )
 
 
-def _atomic_save(path: str | Path, payload: dict[str, Any]) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
 def write_progress(path: str | Path, payload: dict[str, Any]) -> None:
-    """Everything the loop needs to go on, written atomically (a temporary file, then a
-    rename: a crash never leaves a torn file)."""
-    _atomic_save(path, {**payload, "format": PROGRESS_FORMAT})
+    """Everything the loop needs to go on, written atomically."""
+    atomic_save(path, {**payload, "format": PROGRESS_FORMAT})
 
 
 def read_progress(path: str | Path, identity: Mapping[str, Any]) -> dict[str, Any]:
-    """The progress saved at ``path``, refused (one line) when it is missing, unreadable, not a
-    BERT progress file, or saved by a run of another architecture, sizes, recipe or data."""
-    path = Path(path)
-    if not path.is_file():
-        raise TrainingConfigError(f"nothing to resume: {str(path)!r} does not exist")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise TrainingConfigError(f"cannot read {str(path)!r}: {first}") from None
-    if not isinstance(saved, dict) or saved.get("format") != PROGRESS_FORMAT:
-        raise TrainingConfigError(f"{str(path)!r} is not a nas-engine BERT training progress file")
-    changed = [key for key, value in identity.items() if saved.get(key) != value]
-    if changed:
-        raise TrainingConfigError(
-            f"cannot resume {str(path)!r}: it trains another {' and '.join(changed)}"
-        )
-    return saved
+    """The progress saved at ``path``, checked against this run's ``identity``."""
+    return read_progress_file(path, identity, PROGRESS_FORMAT, "BERT training")
 
 
 def save_checkpoint(
@@ -66,7 +43,7 @@ def save_checkpoint(
     vocab: tuple[str, ...] = (),
 ) -> None:
     """The trained network and head with everything needed to rebuild them, atomically."""
-    _atomic_save(
+    atomic_save(
         path,
         {
             "format": CHECKPOINT_FORMAT,

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import torch
 
-from nas_engine.corpus import Corpus, CorpusError, embedded_corpus, load_corpus
+from nas_engine.corpus import Corpus
 from nas_engine.errors import TrainingConfigError
+from nas_engine.training import training_splits
 
 from ..networks import WORD_ROWS, family_ids
 from .recipe import BertTrainingRecipe
@@ -57,41 +58,11 @@ def prepare_data(
     fallback named: ``train_split="valid"`` trains on the first 90% of the valid text and
     validates on its last 10% (``valid_holdout``), as the RNN side. Raises
     :class:`TrainingConfigError` for a split that is missing or too short."""
-    if corpus is None:
-        corpus = embedded_corpus()
-    elif not isinstance(corpus, Corpus):
-        try:
-            corpus = load_corpus(corpus, recipe.valid_split)
-        except CorpusError as exc:
-            raise TrainingConfigError(str(exc)) from None
-    have = ", ".join(corpus.splits) or "none"
-    if recipe.train_split not in corpus.splits:
-        hint = ""
-        if recipe.train_split == "train" and "valid" in corpus.splits:
-            hint = (
-                f"; pass --train-split valid to train on the first "
-                f"{1 - recipe.valid_holdout:.0%} of the valid text and validate on the rest "
-                "(test stays held out)"
-            )
-        raise TrainingConfigError(
-            f"{corpus.description} has no {recipe.train_split!r} split to train on "
-            f"(has: {have}){hint}"
-        )
-    for name in (recipe.valid_split, recipe.test_split):
-        if name is not None and name not in corpus.splits:
-            raise TrainingConfigError(f"{corpus.description} has no {name!r} split (has: {have})")
-    train = corpus.splits[recipe.train_split]
-    valid = corpus.splits[recipe.valid_split]
-    notes: list[str] = []
-    if recipe.train_split == recipe.valid_split:
-        # Train on the head, validate on the tail: validation stays held out.
-        cut = train.numel() - max(1, int(train.numel() * recipe.valid_holdout))
-        train, valid = train[:cut], train[cut:]
-        notes.append(
-            f"no separate train split: trained on the first {cut} tokens of "
-            f"{recipe.valid_split!r}, validated on its last {valid.numel()}"
-        )
-    test = None if recipe.test_split is None else corpus.splits[recipe.test_split]
+    splits = training_splits(
+        corpus, recipe.train_split, recipe.valid_split, recipe.test_split, recipe.valid_holdout
+    )
+    corpus, train, valid, test = splits.corpus, splits.train, splits.valid, splits.test
+    notes = list(splits.notes)
     types = len(corpus.vocab)
     if types > WORD_ROWS:
         notes.append(

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from nas_engine.errors import TrainingConfigError
+from nas_engine.training import atomic_save
+from nas_engine.training import read_progress as read_progress_file
 
 from ..model import ModelSizes, RNNLanguageModel
 from ..recipe import Recipe
@@ -28,31 +30,11 @@ def state_to(
 
 
 def write_progress(path: str | Path, payload: dict[str, Any]) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    atomic_save(path, payload)
 
 
 def read_progress(path: str | Path, identity: Mapping[str, Any]) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise TrainingConfigError(f"nothing to resume: {str(path)!r} does not exist")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise TrainingConfigError(f"cannot read {str(path)!r}: {exc}") from None
-    if not isinstance(saved, dict) or saved.get("format") != PROGRESS_FORMAT:
-        raise TrainingConfigError(f"{str(path)!r} is not a nas-engine training progress file")
-    changed = [key for key, value in identity.items() if saved.get(key) != value]
-    if changed:
-        raise TrainingConfigError(
-            f"cannot resume {str(path)!r}: it trains another {' and '.join(changed)}"
-        )
-    return saved
-
-
-# ---------------------------------------------------------------------- trained proxy
+    return read_progress_file(path, identity, PROGRESS_FORMAT, "training")
 
 
 def save_checkpoint(

@@ -1,0 +1,105 @@
+"""What every space's trainer shares: the corpus splits a recipe trains, validates and tests
+on, and progress files written atomically and read back checked."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .corpus import Corpus, CorpusError, embedded_corpus, load_corpus
+from .errors import TrainingConfigError
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The token ids a training run reads, and what a reader should know about them."""
+
+    corpus: Corpus
+    train: torch.Tensor
+    valid: torch.Tensor
+    test: torch.Tensor | None
+    notes: tuple[str, ...]
+
+
+def training_splits(
+    corpus: Corpus | str | Path | None,
+    train_split: str,
+    valid_split: str,
+    test_split: str | None,
+    valid_holdout: float,
+) -> Splits:
+    """The splits of ``corpus`` (a loaded corpus, a path, or None for the embedded one). A
+    corpus without the train split is refused with the fallback named: ``train_split`` equal
+    to ``valid_split`` trains on the head of that split and validates on its last
+    ``valid_holdout``, test held out. Raises :class:`TrainingConfigError` (one line)."""
+    if corpus is None:
+        corpus = embedded_corpus()
+    elif not isinstance(corpus, Corpus):
+        try:
+            corpus = load_corpus(corpus, valid_split)
+        except CorpusError as exc:
+            raise TrainingConfigError(str(exc)) from None
+    have = ", ".join(corpus.splits) or "none"
+    if train_split not in corpus.splits:
+        hint = ""
+        if train_split == "train" and "valid" in corpus.splits:
+            hint = (
+                f"; pass --train-split valid to train on the first {1 - valid_holdout:.0%} of "
+                "the valid text and validate on the rest (test stays held out)"
+            )
+        raise TrainingConfigError(
+            f"{corpus.description} has no {train_split!r} split to train on (has: {have}){hint}"
+        )
+    for name in (valid_split, test_split):
+        if name is not None and name not in corpus.splits:
+            raise TrainingConfigError(f"{corpus.description} has no {name!r} split (has: {have})")
+    train = corpus.splits[train_split]
+    valid = corpus.splits[valid_split]
+    notes: list[str] = []
+    if train_split == valid_split:
+        # Train on the head, validate on the tail: validation stays held out.
+        cut = train.numel() - max(1, int(train.numel() * valid_holdout))
+        train, valid = train[:cut], train[cut:]
+        notes.append(
+            f"no separate train split: trained on the first {cut} tokens of "
+            f"{valid_split!r}, validated on its last {valid.numel()}"
+        )
+    test = None if test_split is None else corpus.splits[test_split]
+    return Splits(corpus, train, valid, test, tuple(notes))
+
+
+def atomic_save(path: str | Path, payload: Mapping[str, Any]) -> None:
+    """``torch.save`` to a temporary file, then a rename: a crash never leaves a torn file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(dict(payload), tmp)
+    os.replace(tmp, path)
+
+
+def read_progress(
+    path: str | Path, identity: Mapping[str, Any], file_format: str, what: str
+) -> dict[str, Any]:
+    """The progress saved at ``path``, refused (one line) when it is missing, unreadable, not
+    a ``file_format`` file (``what`` names it), or saved by a run whose ``identity`` (the
+    architecture, sizes, recipe, data) differs."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingConfigError(f"nothing to resume: {str(path)!r} does not exist")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TrainingConfigError(f"cannot read {str(path)!r}: {first}") from None
+    if not isinstance(saved, dict) or saved.get("format") != file_format:
+        raise TrainingConfigError(f"{str(path)!r} is not a nas-engine {what} progress file")
+    changed = [key for key, value in identity.items() if saved.get(key) != value]
+    if changed:
+        raise TrainingConfigError(
+            f"cannot resume {str(path)!r}: it trains another {' and '.join(changed)}"
+        )
+    return saved
