@@ -14,11 +14,12 @@ __version__ = "0.1.0"
 
 
 def search(
-    space: str = "rnn", fitness: str = "hidden_cov", budget: int = 100, **options: Any
+    space: str = "rnn", fitness: str | None = None, budget: int = 100, **options: Any
 ) -> Run:
     """Run a search; return it as a :class:`Run` (its ``results`` in evaluation order, also
     the run's items; ``best``, ``top(k)``, ``answer``, ``to_dataframe()``).
 
+    ``fitness`` None: the space's default (rnn: hidden_cov; bert: head_confidence).
     ``options`` are the other fields of :class:`SearchConfig` (strategy, seed, out, corpus,
     hidden_size, plugins, ...). Results are also written to ``out`` as by the command line.
     """

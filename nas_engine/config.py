@@ -70,7 +70,8 @@ EXECUTION_SETTINGS = (
 class SearchConfig:
     space: str = "rnn"
     restrict: str | None = None  # bert: allowed values per field (search_spaces.bert.restriction)
-    fitness: str = "hidden_cov"
+    # The fitness spec; None: the space's default (SearchSpace.default_fitness).
+    fitness: str | None = None
     strategy: str = "evolution"
     budget: int = 100
     time_budget: float | None = None
@@ -144,6 +145,8 @@ class SearchConfig:
         for name, value in defaults.items():
             if getattr(self, name, value) is None:
                 object.__setattr__(self, name, value)
+        if self.fitness is None and not self.objectives:
+            object.__setattr__(self, "fitness", load_space(self.space).default_fitness)
         if self.network is None and load_space(self.space).default_network is not None:
             object.__setattr__(self, "network", load_space(self.space).default_network)
 

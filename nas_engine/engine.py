@@ -63,7 +63,8 @@ def top_results(results: list[Result], k: int, fitness: Fitness | None = None) -
 
 def default_out(config: SearchConfig) -> str:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    fitness = re.sub(r"[^\w.+-]+", "_", config.fitness.replace(" ", ""))
+    spec = config.fitness or ",".join(config.objectives)
+    fitness = re.sub(r"[^\w.+-]+", "_", spec.replace(" ", ""))
     return f"runs/{config.space}-{fitness}-{config.strategy}-seed{config.seed}-{stamp}"
 
 

@@ -229,12 +229,12 @@ def test_bad_options_raise_config_error_and_write_nothing(
 def test_out_folder_holding_a_run_is_refused(tmp_path: Path) -> None:
     out = str(tmp_path / "run")
     nas_engine.search(budget=2, strategy="random", out=out, **TINY)
-    before = {p.name: p.read_bytes() for p in Path(out).iterdir()}
+    before = {p: p.read_bytes() for p in Path(out).rglob("*") if p.is_file()}
     with pytest.raises(ConfigError, match="already holds this run"):
         nas_engine.search(budget=2, strategy="random", out=out, **TINY)
     with pytest.raises(ConfigError, match="different run.*seed"):
         nas_engine.search(budget=2, strategy="random", seed=5, out=out, **TINY)
-    assert {p.name: p.read_bytes() for p in Path(out).iterdir()} == before
+    assert {p: p.read_bytes() for p in Path(out).rglob("*") if p.is_file()} == before
 
 
 def test_in_process_batches_score_what_one_at_a_time_does(tmp_path: Path) -> None:

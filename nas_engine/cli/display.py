@@ -106,7 +106,8 @@ def run_with_progress(config: SearchConfig, progress: bool = True) -> int:
         print(f"confirmed rank {record['rank']} {record['arch_id']}: {shown}", file=sys.stderr)
 
     # The folder fixed here, so that the table can be read back from it after an interrupt.
-    config = replace(config, out=config.out or default_out(config))
+    if config.out is None and not config.resume:  # a resume names its folder
+        config = replace(config, out=default_out(config))
     try:
         outcome: SearchOutcome = run_search(
             config, on_result=on_result, on_start=on_start, on_confirmed=on_confirmed

@@ -61,7 +61,8 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fitness",
         default=None,
-        help=f"metric to maximise, direction applied (default: {d.fitness}; see --list-metrics), "
+        help="metric to maximise, direction applied (default: the space's; rnn: hidden_cov, bert: "
+        "head_confidence; see --list-metrics), "
         "or an ensemble METRIC[:WEIGHT]+METRIC... (e.g. hidden_cov:2+params): the weighted "
         "mean of each metric's rank percentile among the ok results (README: Ensemble fitness)",
     )
@@ -409,7 +410,7 @@ def search_main(argv: list[str] | None = None) -> int:
     config = SearchConfig(
         space=args.space,
         restrict=args.restrict,
-        fitness=args.fitness or SearchConfig().fitness,
+        fitness=args.fitness,
         strategy=args.strategy or ("nsga2" if args.objectives else SearchConfig().strategy),
         budget=args.budget,
         time_budget=args.time_budget,

@@ -68,6 +68,8 @@ class SearchSpace(ABC, Generic[Arch]):
     size_defaults: ClassVar[Mapping[str, Any]] = {}
     # Scoring options the space implements: "cuda_graphs", "cell_batch".
     features: ClassVar[frozenset[str]] = frozenset()
+    # The fitness a search of the space uses when none is given.
+    default_fitness: ClassVar[str] = "params"
     # The network families an architecture may be built as (--network), and the default;
     # empty: one network per architecture.
     networks: ClassVar[tuple[str, ...]] = ()

@@ -36,6 +36,7 @@ class BertSpace(SearchSpace[BertConfig]):
     name = "bert"
     restrictable = True
     trainer = BERT_TRAINER
+    default_fitness = "head_confidence"  # the paper's best BERT metric (docs/bert.md)
     networks = FAMILIES
     default_network = "literal"  # the space as labelled: what a user trains (docs/bert.md)
 

@@ -49,6 +49,7 @@ class RNNSpace(SearchSpace[Recipe]):
         "init_gain": ModelSizes.init_gain,
     }
     features = frozenset({"cuda_graphs", "cell_batch"})
+    default_fitness = "hidden_cov"  # Serianni & Kalita's hidden covariance
     trainer = Trainer(
         recipe=TrainingRecipe,
         prepare_data=prepare_data,
