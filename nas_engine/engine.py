@@ -22,7 +22,7 @@ from .metrics import get_metric, metric_names
 from .pareto import HYPERVOLUME, FrontTracker, pareto_front
 from .report import space_hooks, write_report
 from .result import CELL_BATCH_FALLBACK, FLAGGED, Candidate, Evaluation, Result
-from .spaces import get_space
+from .spaces import SearchSpace, get_space
 from .storage import RunFolderError, RunStore
 from .strategies import STRATEGIES, SpaceExhausted, Strategy, make_strategy
 
@@ -201,6 +201,7 @@ def _run_prepared(
         def take(done: list[tuple[Candidate, Evaluation]]) -> None:
             for candidate, evaluation in done:
                 result = standings.record(len(results), candidate, evaluation)
+                result = replace(result, description=_description(space, candidate))
                 results.append(result)
                 store.append(result)
                 strategy.tell(candidate, result)
@@ -272,6 +273,15 @@ def _run_prepared(
                 }
                 store.write_summary(summary)
     return SearchOutcome(results, summary, store.root, prep.fitness)
+
+
+def _description(space: SearchSpace, candidate: Candidate) -> str | None:
+    """The candidate as its space shows it to a person, or None for one it cannot read (that
+    result's error already says why)."""
+    try:
+        return space.describe(space.validate(candidate.arch))
+    except Exception:  # noqa: BLE001 - a description is a courtesy, never a failure
+        return None
 
 
 def _write_report(prep: _Prepared) -> None:

@@ -57,6 +57,9 @@ class Result:
     details: Mapping[str, Any]
     error: str | None
     seconds: float
+    # The architecture as its space shows it to a person (an RNN cell's formula, a BERT
+    # encoder's layer list); None where it could not be read.
+    description: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -23,7 +23,7 @@ from .storage import RunFolderError, RunStore
 RECORD_COLUMNS = ("index", "arch_id", "status", "fitness", "origin", "error", "seconds")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Run(Sequence[Result]):
     """One search: its configuration, every result record (in evaluation order; the run is
     also a sequence of them), its summary, and the final ranking.
@@ -95,6 +95,16 @@ class Run(Sequence[Result]):
 
     def __iter__(self) -> Iterator[Result]:
         return iter(self.results)
+
+    def __eq__(self, other: object) -> bool:
+        """Two runs (or a run and a list) are equal when their records are."""
+        if isinstance(other, Run):
+            return self.results == other.results
+        if isinstance(other, list):
+            return self.results == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  (equal by records, which are mutable lists)
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:

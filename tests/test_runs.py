@@ -69,3 +69,14 @@ def test_answer_is_the_confirmed_pick(tmp_path: Path) -> None:
     assert summary["answer"] is not None
     assert run.answer.arch_id == summary["answer"]["arch_id"]
     assert load_run(tmp_path / "c").answer.arch_id == run.answer.arch_id
+
+
+def test_each_record_carries_its_formula(ensemble_run: Run) -> None:
+    from nas_engine.spaces import get_space
+
+    space = get_space("rnn")
+    for result in ensemble_run:
+        assert result.description == space.describe(space.validate(result.arch))
+        assert result.description.count("h_new =") == 1
+    line = (ensemble_run.out / "results.jsonl").read_text().splitlines()[0]
+    assert '"description":"' in line
