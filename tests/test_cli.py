@@ -24,6 +24,8 @@ TINY_ARGS = [
     "10",
 ]
 TINY_INPUT_ARGS = TINY_ARGS[4:]  # the scoring input's sizes only (--batch-size, --bptt)
+WITH_REPORT = list(TINY_ARGS)  # the run whose report the tests read
+TINY_ARGS = [*TINY_ARGS, "--no-report"]  # the others: no report to draw
 OPTIONS = [
     "--worker-batch",
     "--space",
@@ -68,7 +70,7 @@ def finished_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path_factory.mktemp("cli") / "run"
     proc = run_cli(
         "--budget", "6", "--population", "3", "--tournament", "2", "--top", "4",
-        "--out", str(out), "--seed", "0", *TINY_ARGS,
+        "--out", str(out), "--seed", "0", *WITH_REPORT,
     )  # fmt: skip
     return proc, out
 
@@ -90,6 +92,10 @@ def test_search_runs_and_prints_the_top_table(finished_run) -> None:
     assert [next(w for w in row.split() if w in top_ids) for row in table] == top_ids
     assert str(out / "results.jsonl") in proc.stdout
     assert "evaluated 6 architectures" in proc.stdout
+    # ... and the report, self-contained, naming the top architectures
+    html = (out / "report.html").read_text()
+    assert 'src="http' not in html and all(arch_id in html for arch_id in top_ids)
+    assert (out / "report.md").is_file() and str(out / "report.html") in proc.stdout
 
 
 def test_out_holding_a_different_run(finished_run) -> None:

@@ -240,7 +240,8 @@ def test_out_folder_holding_a_run_is_refused(tmp_path: Path) -> None:
 def test_in_process_batches_score_what_one_at_a_time_does(tmp_path: Path) -> None:
     """--worker-batch in-process: the scorer's score_batch, N candidates in flight; random
     search proposes the same architectures, scored exactly as one at a time."""
-    options = dict(budget=9, strategy="random", seed=4, fitness="hidden_cov", **TINY)
+    # one thread in both: the same sums, whatever load the machine is under
+    options = dict(budget=9, strategy="random", seed=4, fitness="hidden_cov", threads=1, **TINY)
     single = nas_engine.search(out=str(tmp_path / "one"), **options)
     batched = nas_engine.search(out=str(tmp_path / "three"), worker_batch=3, **options)
     assert [r.arch_id for r in batched] == [r.arch_id for r in single]
@@ -250,6 +251,7 @@ def test_in_process_batches_score_what_one_at_a_time_does(tmp_path: Path) -> Non
         "executor": "InProcessExecutor",
         "workers": 1,
         "worker_batch": 3,
+        "threads": 1,
         "cuda_graphs": False,
         "cell_batch": False,
     }
@@ -258,7 +260,8 @@ def test_in_process_batches_score_what_one_at_a_time_does(tmp_path: Path) -> Non
 def test_cell_batches_in_a_search_score_what_one_at_a_time_does(tmp_path: Path) -> None:
     """--cell-batch with --worker-batch: the same architectures, their scores agreeing to
     float32 rounding; a run may be resumed with or without (an execution setting)."""
-    options = dict(budget=9, strategy="random", seed=4, fitness="hidden_cov", **TINY)
+    # one thread in both: the same sums, whatever load the machine is under
+    options = dict(budget=9, strategy="random", seed=4, fitness="hidden_cov", threads=1, **TINY)
     single = nas_engine.search(out=str(tmp_path / "one"), **options)
     together = nas_engine.search(
         out=str(tmp_path / "cells"), worker_batch=4, cell_batch=True, **options
@@ -289,7 +292,8 @@ def test_a_search_counts_the_results_whose_cell_batch_fell_back(tmp_path, monkey
         return entering_states(self, *args, **kwargs)
 
     monkeypatch.setattr(CellBatch, "entering_states", first_one_fails)
-    options = dict(budget=9, strategy="random", seed=4, fitness="hidden_cov", **TINY)
+    # one thread in both: the same sums, whatever load the machine is under
+    options = dict(budget=9, strategy="random", seed=4, fitness="hidden_cov", threads=1, **TINY)
     results = nas_engine.search(out=str(tmp_path), worker_batch=4, cell_batch=True, **options)
     execution = json.loads((tmp_path / "summary.json").read_text())["execution"]
     assert len(calls) == 2  # batches of 4, 4 and 1 (one candidate runs alone anyway)
