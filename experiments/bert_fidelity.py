@@ -35,6 +35,7 @@ import pandas as pd
 import torch
 from scipy.stats import kendalltau
 
+from nas_engine.analysis.bert import PAPER_COLUMNS
 from nas_engine.corpus import first_batch, load_corpus
 from nas_engine.metrics import get_metric
 from search_spaces.bert.config import BertConfig
@@ -45,22 +46,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
 # Our metric -> the paper's column (networks_dev.csv).
-PAPER_COLUMNS = {
-    "params": "paper_number_of_parameters",
-    "head_confidence": "paper_head_confidence",
-    "head_confidence_normalised": "paper_head_confidence_normalized",
-    "head_softmax_confidence": "paper_head_softmax_confidence",
-    "head_softmax_confidence_normalised": "paper_head_softmax_confidence_normalized",
-    "head_importance": "paper_head_importance",
-    "head_importance_normalised": "paper_head_importance_normalized",
-    "synaptic_diversity": "paper_synaptic_diversity",
-    "synaptic_diversity_normalised": "paper_synaptic_diversity_normalized",
-    "synaptic_saliency": "paper_synaptic_saliency",
-    "synaptic_saliency_normalised": "paper_synaptic_saliency_normalized",
-    "activation_distance": "paper_activation_distance",
-    "activation_distance_normalised": "paper_activation_distance_normalized",
-    "jacob_cov": "paper_jacobian_score",
-}
 
 
 class FamilyProbe(BertProbe):

@@ -8,6 +8,15 @@ description of a configuration with GLUE, and simulates what a restriction buys 
 the GLUE of the best of k random configurations drawn from the entries inside a restriction
 versus from all entries (the regret against the best entry overall). Writes
 ``OUT/analysis.json``, ``OUT/analysis.md`` and ``OUT/families.png``.
+
+``--network as-trained`` describes each entry by the network that was trained for its GLUE
+score (search_spaces/bert/networks.py): every layer was SDP attention whatever its label, and
+``feed_forward_dimension`` counts only in a ``num_feed_forward`` = 3 layer; the operation labels
+are then left out of the descriptions (they did not change the network). Either view also
+groups the entries by their as-trained network (hidden size and per layer: heads, feed-forward
+depth, and F where the depth is 3): how many distinct trained networks there are, and the
+spread of GLUE among entries that trained the same network (the benchmark's noise floor).
+Default output for that view: ``experiments/out/bert_space_analysis_as_trained/``.
 """
 
 from __future__ import annotations
@@ -20,8 +29,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from nas_engine.analysis.bert import as_trained_key
 from nas_engine.benchmarks.nbbert import read_benchmark
+from nas_engine.parameters import count_parameters
 from search_spaces.bert import parse_restriction, preset_names
+from search_spaces.bert.networks import build_network
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BENCHMARK = ROOT.parent / "shared" / "data" / "nasbench_bert" / "benchmark_dev.json"
@@ -36,10 +48,14 @@ CANDIDATE_RESTRICTIONS = {
 }
 
 
+LABEL_FEATURES = ("n_SA", "n_LT", "n_DSC", *(f"n_{op}" for op in OPERATIONS))
+
+
 def frame(entries) -> pd.DataFrame:
     rows = []
     for e in entries:
         layers = e.config.layers
+        deep = [x for x in layers if x.num_feed_forward == 3]
         row = {
             "id": e.id,
             "glue": e.glue,
@@ -52,12 +68,52 @@ def frame(entries) -> pd.DataFrame:
             "share_heads_4": np.mean([x.num_operation_heads == 4 for x in layers]),
             "share_ff_1024": np.mean([x.feed_forward_dimension == 1024 for x in layers]),
             "share_ff_depth_3": np.mean([x.num_feed_forward == 3 for x in layers]),
+            "share_ff_depth_3_width_1024": np.mean(
+                [x.feed_forward_dimension == 1024 for x in deep] if deep else [0.0]
+            )
+            * len(deep)
+            / len(layers),
+            "as_trained_params": count_parameters(build_network(e.config, "as-trained", "meta")),
+            "network": as_trained_key(e.config),
+            "network_without_heads": as_trained_key(e.config, heads=False),
             "time_to_train": e.time_to_train,
         }
         for op in OPERATIONS:
             row[f"n_{op}"] = sum(x.operation == op for x in layers)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def replicates(df: pd.DataFrame, key: str) -> dict:
+    """Entries grouped by ``key``: the distinct networks, and the GLUE spread among entries of
+    one network (pooled within-group standard deviation, ddof 1 per group) against the
+    spread over all entries; and the Kendall tau with GLUE of a predictor that knows each
+    network's mean GLUE over its *other* entries (entries of replicated networks only): what
+    a perfect predictor of the network's quality can reach on single training runs."""
+    groups = df.groupby(key)["glue"]
+    sizes = groups.size()
+    replicated = df[df[key].map(sizes) >= 2]
+    within = replicated.groupby(key)["glue"]
+    ss = float(((replicated["glue"] - within.transform("mean")) ** 2).sum())
+    dof = int((within.size() - 1).sum())
+    pooled = float(np.sqrt(ss / dof)) if dof else float("nan")
+    overall = float(df["glue"].std(ddof=1))
+    sums, counts = within.transform("sum"), within.transform("size")
+    others = (sums - replicated["glue"]) / (counts - 1)
+    ceiling = float(stats.kendalltau(others, replicated["glue"]).statistic)
+    return {
+        "key": key,
+        "entries": len(df),
+        "distinct_networks": int(len(sizes)),
+        "networks_with_replicates": int((sizes >= 2).sum()),
+        "entries_in_replicated_networks": len(replicated),
+        "largest_group": int(sizes.max()),
+        "pooled_within_network_glue_std": round(pooled, 3),
+        "within_network_degrees_of_freedom": dof,
+        "overall_glue_std": round(overall, 3),
+        "noise_share_of_variance": round(pooled**2 / overall**2, 3),
+        "leave_one_out_network_mean_tau": round(ceiling, 3),
+    }
 
 
 def best_of_k(glue: np.ndarray, k: int, best: float, rng: np.random.Generator, reps: int) -> dict:
@@ -70,8 +126,18 @@ def best_of_k(glue: np.ndarray, k: int, best: float, rng: np.random.Generator, r
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--benchmark", default=str(DEFAULT_BENCHMARK))
-    ap.add_argument("--out", default=str(ROOT / "experiments" / "out" / "bert_space_analysis"))
+    ap.add_argument("--out", default=None, help="output folder (default: by --network)")
+    ap.add_argument(
+        "--network",
+        choices=("labels", "as-trained"),
+        default="labels",
+        help="describe entries by their labels (the space as written) or by the network "
+        "trained for their GLUE (operation labels left out) (default: %(default)s)",
+    )
     args = ap.parse_args()
+    as_trained = args.network == "as-trained"
+    default_out = "bert_space_analysis_as_trained" if as_trained else "bert_space_analysis"
+    args.out = args.out or str(ROOT / "experiments" / "out" / default_out)
     entries = read_benchmark(args.benchmark)
     df = frame(entries)
     out = Path(args.out)
@@ -83,7 +149,12 @@ def main() -> None:
         .sort_values("mean", ascending=False)
     )
     by_lt = df.groupby(["num_layers", "n_LT"])["glue"].agg(["count", "mean"]).reset_index()
-    features = [c for c in df.columns if c not in ("id", "glue", "family", "time_to_train")]
+    skip = {"id", "glue", "family", "time_to_train", "network", "network_without_heads"}
+    if as_trained:  # the labels did not change the trained network
+        skip |= set(LABEL_FEATURES)
+    else:  # the labels' view, as before
+        skip |= {"share_ff_depth_3_width_1024", "as_trained_params"}
+    features = [c for c in df.columns if c not in skip]
     taus = {c: float(stats.kendalltau(df[c].astype(float), df["glue"]).statistic) for c in features}
     # within the best family, what still matters
     best = df[(df.hidden_size == 256) & (df.num_layers == 4)]
@@ -126,6 +197,9 @@ def main() -> None:
         },
         "restrictions": restrictions,
         "presets": preset_names(),
+        "view": args.network,
+        "as_trained_networks": replicates(df, "network"),
+        "as_trained_networks_ignoring_heads": replicates(df, "network_without_heads"),
     }
     (out / "analysis.json").write_text(json.dumps(result, indent=2) + "\n")
 
@@ -150,7 +224,25 @@ def main() -> None:
             for _, r in by_lt.iterrows()
         ),
         "",
-        "## Kendall tau of simple descriptions with GLUE (all entries)",
+        "## Entries that trained the same network (as-trained view)",
+        "",
+        "| grouping | distinct networks | with replicates | entries in them | pooled "
+        "within-network GLUE sd | overall sd | noise share of variance | leave-one-out "
+        "network-mean tau |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        *[
+            f"| {label} | {r['distinct_networks']} | {r['networks_with_replicates']} | "
+            f"{r['entries_in_replicated_networks']} | {r['pooled_within_network_glue_std']:.2f} | "
+            f"{r['overall_glue_std']:.2f} | {r['noise_share_of_variance']:.2f} | "
+            f"{r['leave_one_out_network_mean_tau']:+.3f} |"
+            for label, r in (
+                ("network (H, heads, n, F if n = 3)", result["as_trained_networks"]),
+                ("ignoring heads", result["as_trained_networks_ignoring_heads"]),
+            )
+        ],
+        "",
+        "## Kendall tau of simple descriptions with GLUE (all entries)"
+        + (" (as-trained view: operation labels left out)" if as_trained else ""),
         "",
         "| feature | tau |",
         "| --- | --- |",

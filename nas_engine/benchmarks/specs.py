@@ -17,6 +17,8 @@ a metric, so a recommended fitness is checked like one.
 * A one-component spec with a weight (``params:2``) is that metric's fitness: its value with
   its direction applied. A plain name is the metric's value as measured (the benchmarks'
   sign), as before.
+* A spec is a fitness (higher is predicted better): its correlation with ``nbbert``'s GLUE is
+  positive when it predicts well, with ``nbnlp``'s test loss negative.
 * A spec's seconds: the sum of its components' seconds when each metric is scored on its own
   (an upper bound on scoring the spec, whose components share a probe in a search); with
   ``--together`` all metrics share one probe, and a spec's seconds are that probe's.
