@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: no global backend or figure state to touch
 
-from .errors import ConfigError
-from .plugins import load_plugins
-from .spaces import SearchSpace, get_space
+from ..errors import ConfigError
+from ..plugins import load_plugins
+from ..spaces import SearchSpace, get_space
 
 FLAGGED = "stability_flagged"  # nas_engine.result's details key, copied: this module reads files
 
@@ -620,7 +620,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print("\n".join(map(str, paths)))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
