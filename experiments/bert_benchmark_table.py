@@ -15,11 +15,11 @@ back; nothing here looks at it):
    first K entries): each metric's seconds per network alone (model build, its passes, its
    computation); a spec's are the sum of its components'.
 
-A run whose folder already holds ``correlations.json`` is read, not re-run (``--rerun``
-re-runs). If a reused all-metrics run lacks the spec's column (it was made before the spec
-was chosen), the spec's column is computed from that run's ``scores.csv`` by the command's own
-code (:func:`nas_engine.benchmarks.specs.spec_column`) and marked so. Writes
-``experiments/out/bert_benchmark_table.json`` (and the runs under
+A run whose folder already holds its ``correlations.json``, ``run.json`` and ``scores.csv`` is
+read, not re-run (``--rerun`` re-runs). If a reused all-metrics run lacks the spec's column
+(it was made before the spec was chosen), the spec's column is computed from that run's
+``scores.csv`` by the command's own code (:func:`nas_engine.benchmarks.specs.spec_column`)
+and marked so. Writes ``experiments/out/bert_benchmark_table.json`` (and the runs under
 ``experiments/out/bert_benchmark_table/``) and prints the table as markdown.
 
 Input sensitivity (unless ``--no-input-check`` or ``--limit``): the as-trained all-metrics run
@@ -80,7 +80,8 @@ def shown(cmd: list[str]) -> str:
 def run_once(cmd: list[str], out: Path, rerun: bool) -> dict:
     """Run ``cmd`` unless ``out`` already holds its results; its record either way."""
     ran = False
-    if rerun or not (out / "correlations.json").exists():
+    complete = all((out / f).exists() for f in ("correlations.json", "run.json", "scores.csv"))
+    if rerun or not complete:
         if out.exists():
             for f in out.iterdir():
                 f.unlink()

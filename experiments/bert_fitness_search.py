@@ -257,7 +257,8 @@ def main() -> int:
     confirm = Path(args.confirm)
     if (confirm / "correlations.json").exists():
         corr = json.loads((confirm / "correlations.json").read_text())
-        meta = json.loads((confirm / "run.json").read_text())
+        run_file = confirm / "run.json"
+        meta = json.loads(run_file.read_text()) if run_file.exists() else {}
         if recommended in corr:
             result["recommended"]["confirmed_by_command"] = {
                 "out": str(confirm.relative_to(ROOT)),
@@ -266,8 +267,8 @@ def main() -> int:
                 "n": corr[recommended]["n"],
                 "failed": corr[recommended]["failed"],
                 "seconds_per_arch_median": corr[recommended]["seconds_per_arch"],
-                "total_seconds": meta["total_seconds"],
-                "settings": meta["settings"],
+                "total_seconds": meta.get("total_seconds"),
+                "settings": meta.get("settings"),
                 "agrees_with_offline": math.isclose(
                     corr[recommended]["kendall_tau"], rec_tau, abs_tol=1e-9
                 ),
