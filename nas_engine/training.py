@@ -3,9 +3,10 @@ on, and progress files written atomically and read back checked."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +104,27 @@ def read_progress(
             f"cannot resume {str(path)!r}: it trains another {' and '.join(changed)}"
         )
     return saved
+
+
+class OutcomeRecord:
+    """What every trainer's outcome (a dataclass with ``status`` and ``notes``) shares: ok,
+    and the JSON-able record with non-finite numbers as null."""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"  # type: ignore[attr-defined]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)  # type: ignore[call-overload]
+        for key, value in data.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                data[key] = None
+        data["notes"] = list(self.notes)  # type: ignore[attr-defined]
+        return data
+
+
+def perplexity(loss: float | None) -> float | None:
+    """exp(loss), None for no loss, infinite past float range."""
+    if loss is None or not math.isfinite(loss):
+        return None
+    return math.exp(loss) if loss < 700 else math.inf

@@ -41,6 +41,7 @@ from nas_engine.corpus import Corpus
 from nas_engine.errors import TrainingConfigError
 from nas_engine.parameters import count_parameters
 from nas_engine.seeds import generator_for
+from nas_engine.training import perplexity
 
 from ..config import BertConfig, BertConfigError
 from ..model import EncoderSizes
@@ -48,7 +49,7 @@ from ..networks import FAMILY_SIZES
 from .checkpoints import read_progress, save_checkpoint, write_progress
 from .data import BertTrainingData, check_data, prepare_data
 from .mlm import build_model, evaluate, mask_tokens, masked_loss, sequences
-from .outcome import BertTrainingOutcome, perplexity
+from .outcome import BertTrainingOutcome
 from .recipe import BertTrainingRecipe, Progress, resolve_training_device
 
 ADAM_BETAS = (0.9, 0.999)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from nas_engine.training import OutcomeRecord
 
 
 @dataclass(frozen=True)
-class BertTrainingOutcome:
+class BertTrainingOutcome(OutcomeRecord):
     """What one masked-LM run gave. ``status`` ok or failed (``error`` says why); losses are
     mean masked-token cross-entropies in nats over the networks' 30522 rows (``train_loss``:
     the mean over the last tenth of the steps), perplexities their exp (the masked tokens'
@@ -36,21 +37,3 @@ class BertTrainingOutcome:
     sizes: Mapping[str, Any] = field(default_factory=dict)
     recipe: Mapping[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key, value in data.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                data[key] = None
-        data["notes"] = list(self.notes)
-        return data
-
-
-def perplexity(loss: float | None) -> float | None:
-    if loss is None or not math.isfinite(loss):
-        return None
-    return math.exp(loss) if loss < 700 else math.inf

@@ -58,12 +58,13 @@ from nas_engine.corpus import Corpus, batchify
 from nas_engine.errors import TrainingConfigError
 from nas_engine.parameters import count_parameters
 from nas_engine.seeds import derived_seed
+from nas_engine.training import perplexity
 
 from ..model import ModelSizes, RNNLanguageModel
 from ..recipe import Recipe
 from .checkpoints import read_progress, save_checkpoint, state_to, write_progress
 from .data import TrainingData, check_data, prepare_data
-from .outcome import TrainingOutcome, perplexity
+from .outcome import TrainingOutcome
 from .recipe import PROGRESS_FORMAT, Progress, TrainingRecipe, resolve_training_device
 
 if TYPE_CHECKING:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     pass
 
 
+from nas_engine.training import OutcomeRecord
+
+
 @dataclass(frozen=True)
-class TrainingOutcome:
+class TrainingOutcome(OutcomeRecord):
     """What one training run gave. ``status`` ok or failed (``error`` says why); losses are
     mean next-token cross-entropies in nats (``train_loss``: the mean over the last tenth of the
     steps, without the AR/TAR terms), perplexities their exp; None where not reached."""
@@ -36,24 +38,3 @@ class TrainingOutcome:
     sizes: Mapping[str, Any] = field(default_factory=dict)
     recipe: Mapping[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key, value in data.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                data[key] = None
-        data["notes"] = list(self.notes)
-        return data
-
-
-# ---------------------------------------------------------------------- regularisation
-
-
-def perplexity(loss: float | None) -> float | None:
-    if loss is None or not math.isfinite(loss):
-        return None
-    return math.exp(loss) if loss < 700 else math.inf
