@@ -131,7 +131,7 @@ class SearchConfig:
     # Write OUT/report.html and OUT/report.md when the run ends (finished or stopped).
     report: bool = True
     # In-process scoring: torch's threads; None: the cores other processes leave idle
-    # (nas_engine.executors.inprocess.idle_cores). Ray workers use one each.
+    # (nas_engine.executors.cpu_load.ThreadPolicy). Ray workers use one each.
     threads: int | None = None
 
     def __post_init__(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -14,13 +13,17 @@ from ..corpus import Corpus
 from ..result import Candidate, Evaluation
 from ..scoring import Scorer, ScoringSetup, make_scorer
 from .base import Executor, JobFailure, ScoringTimeout, check_batch, time_limit, timed_out
+from .cpu_load import ThreadPolicy
 
 
 class InProcessExecutor(Executor):
     """Scores in the calling process, in submission order: one candidate at a time, or
     ``batch`` at a time through the scorer's ``score_batch`` (on CUDA their forward passes
     overlap on streams; elsewhere they are scored one after the other). A batch has no
-    per-candidate time limit, so ``batch`` > 1 needs ``eval_timeout`` None."""
+    per-candidate time limit, so ``batch`` > 1 needs ``eval_timeout`` None.
+
+    torch's threads: ``threads`` if given, else the cores other processes leave idle, looked at
+    again every few seconds between candidates (:class:`~.cpu_load.ThreadPolicy`)."""
 
     def __init__(
         self, eval_timeout: float | None = None, batch: int = 1, threads: int | None = None
@@ -32,6 +35,7 @@ class InProcessExecutor(Executor):
         self.capacity = batch
         self.requested_threads = threads
         self.threads: int | None = None
+        self._policy: ThreadPolicy | None = None
         self._threads_before: int | None = None
         self._queue: deque[Candidate] = deque()
         self._scorer: Scorer | None = None
@@ -39,7 +43,11 @@ class InProcessExecutor(Executor):
     def start(self, setup: ScoringSetup, corpus: Corpus | None = None) -> None:
         # torch's intra-op threads, for this executor's life (restored at shutdown).
         self._threads_before = torch.get_num_threads()
-        self.threads = self.requested_threads or idle_cores()
+        if self.requested_threads is None:
+            self._policy = ThreadPolicy()
+            self.threads = self._policy.first()
+        else:
+            self.threads = self.requested_threads
         torch.set_num_threads(self.threads)
         self._scorer = make_scorer(setup, corpus)  # the seed's embedding drawn once
 
@@ -57,7 +65,14 @@ class InProcessExecutor(Executor):
     def submit(self, candidate: Candidate) -> None:
         self._queue.append(candidate)
 
+    def _follow_the_load(self) -> None:
+        threads = self._policy.update() if self._policy is not None else None
+        if threads is not None:
+            self.threads = threads
+            torch.set_num_threads(threads)
+
     def wait(self) -> list[tuple[Candidate, Evaluation]]:
+        self._follow_the_load()
         if self.capacity > 1:
             batch = [self._queue.popleft() for _ in range(min(self.capacity, len(self._queue)))]
             return list(zip(batch, self.scorer.score_batch(batch), strict=True))
@@ -79,6 +94,19 @@ class InProcessExecutor(Executor):
             "workers": 1,
             "worker_batch": self.capacity,
             "threads": self.threads,
+            **self._thread_history(),
+        }
+
+    def _thread_history(self) -> dict:
+        if self.requested_threads is not None:
+            return {"threads_chosen": "--threads"}
+        if self._policy is None:  # not started
+            return {}
+        history = self._policy.history
+        return {
+            "threads_chosen": "idle cores, followed",
+            "threads_range": [min(history), max(history)],
+            "thread_changes": len(history) - 1,
         }
 
     def run_jobs(
@@ -90,19 +118,3 @@ class InProcessExecutor(Executor):
             except Exception as exc:  # a job that raises is a failed job, as on a Ray worker
                 value = JobFailure(f"{type(exc).__name__}: {exc}")
             yield index, value
-
-
-def idle_cores() -> int:
-    """The cores this process may use that other processes are not already keeping busy (its
-    CPU affinity less the one-minute load average, rounded; at least 1), read when a run
-    starts. torch's threads wait for each other at every parallel operation: on a core that
-    another process holds, each wait can last a scheduler time slice, and in-process scoring
-    with two threads on two busy cores ran up to 100 times slower than with one
-    (experiments/thread_load.py). Where nothing else runs, every core is used."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = cores or 1
-    try:
-        load = os.getloadavg()[0]
-    except OSError:  # no load average on this platform: assume the cores are free
-        load = 0.0
-    return max(1, min(cores, cores - int(load + 0.5)))
