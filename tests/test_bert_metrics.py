@@ -17,6 +17,7 @@ from nas_engine.scoring import Scorer, ScoringSetup
 from nas_engine.seeds import derived_seed
 from search_spaces.bert import BertConfig, EncoderSizes, LayerConfig
 from search_spaces.bert import probe as bert_probes
+from search_spaces.bert.networks import ScoringProtocol
 from search_spaces.bert.probe import BertProbe
 
 HIDDEN, HEADS, FF, VOCAB, LENGTH, BATCH, SEED = 128, 2, 32, 20, 6, 3, 0
@@ -156,8 +157,9 @@ def test_no_attention_means_zero_softmax_confidence() -> None:
     assert value("head_softmax_confidence_normalised", probe) == 0.0
     # hidden 16: no token-mixing linear has 128 outputs, an empty sum
     assert value("head_importance", probe) == 0.0
-    # projections: LT input projection; DSC query, value, key pointwise, kernel generator
-    assert get_metric("head_confidence", "bert").fn(probe).details["head_confidence_terms"] == 5
+    # projections (metrics.md): LT input projection; DSC query, value, key pointwise (its key
+    # projection), not the kernel generator
+    assert get_metric("head_confidence", "bert").fn(probe).details["head_confidence_terms"] == 4
 
 
 def test_parameter_metrics() -> None:
@@ -184,14 +186,15 @@ def test_a_hook_is_removed_even_when_the_forward_fails() -> None:
     assert not any(m._forward_hooks for m in probe.model.modules())
 
 
-def test_a_gradient_of_ones_vanishes_below_the_last_layer_norm(
-    float64_default, monkeypatch
-) -> None:
+def test_a_gradient_of_ones_vanishes_below_the_last_layer_norm(float64_default) -> None:
     """Why the backward is seeded with a Gaussian tensor (bert_probes docstring)."""
     layers = (LayerConfig("SA", "SDP", 2, FF, 1),)
     normal = probe_for(layers, 16).backward.linears
-    monkeypatch.setattr(bert_probes, "GRADIENT_SEED", "ones")
-    ones = probe_for(layers, 16).backward.linears
+    config = BertConfig(16, layers)
+    protocol = ScoringProtocol(gradient_of_ones=True)
+    ones = BertProbe(
+        config, EncoderSizes(VOCAB, LENGTH), tokens(), SEED, needs={"backward"}, protocol=protocol
+    ).backward.linears
     for a, b in zip(normal, ones, strict=True):
         assert float(b.grad.abs().max()) < 1e-12 * float(a.grad.abs().max()) + 1e-14
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-from functools import cached_property
 
 import pandas as pd
 import pytest
@@ -20,6 +19,7 @@ from nas_engine.parameters import count_parameters
 from search_spaces.bert.config import BertConfig, LayerConfig
 from search_spaces.bert.model import AttentionProbs, BertEncoder, EncoderSizes
 from search_spaces.bert.networks import (
+    DEFAULT_PROTOCOL,
     FAMILIES,
     MAX_POSITIONS,
     VOCAB_SIZE,
@@ -28,6 +28,7 @@ from search_spaces.bert.networks import (
     build_network,
     count_nonembedding_parameters,
 )
+from search_spaces.bert.probe import BertProbe
 
 BERT_DIR = DATA_DIR / "nasbench_bert"
 OPS = [("SA", "SDP"), ("SA", "WMA"), ("LT", "DFT"), ("LT", "DCT"), ("DSC", 5), ("DSC", 9)]
@@ -282,32 +283,11 @@ def test_bad_family_and_too_long_input() -> None:
 
 
 # ---------------------------------------------------------------------------- metrics
-def _probe_class():
-    try:  # where the probe lives after the nas_engine restructuring
-        from search_spaces.bert.probe import BertProbe
-    except ImportError:
-        from nas_engine.bert_probes import BertProbe
-    return BertProbe
-
-
-def family_probe(config: BertConfig, family: str, seed: int = 0):
-    """The repo's BERT probe, its network built by the family."""
-    base = _probe_class()
-
-    class FamilyProbe(base):
-        @cached_property
-        def model(self) -> torch.nn.Module:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed)
-                return build_network(self.config, family).eval()
-
-        @cached_property
-        def _meta_model(self) -> torch.nn.Module:
-            return build_network(self.config, family, "meta")
-
+def family_probe(config: BertConfig, family: str, seed: int = 0, **kwargs) -> BertProbe:
+    """The repo's BERT probe on the family's network."""
     needs = {"param_count", "forward", "backward"}
     sizes = EncoderSizes(VOCAB_SIZE, MAX_POSITIONS)
-    return FamilyProbe(config, sizes, tokens(length=16), seed, needs=needs)
+    return BertProbe(config, sizes, tokens(length=16), seed, needs=needs, family=family, **kwargs)
 
 
 METRICS = [
@@ -340,8 +320,38 @@ def test_existing_metrics_run_on_every_family(family: str) -> None:
         # importance terms SDP 3, WMA 4, LT 1, DSC 4 (q, k, v, conv_out; not the kernel head)
         assert details["head_softmax_confidence_terms"] == layers
         assert details["head_importance_terms"] == 3 + 4 + 1 + 1 + 4 + 4
+        # head confidence: q/k/v, + WMA's weight, LT's input; DSC q/k/v only (not conv_kernel,
+        # conv_out); synaptic diversity: every linear under the notebook's `operation`, the
+        # self-output dense included (SDP 4, WMA 5, LT 1, DSC 6)
+        assert details["head_confidence_terms"] == 3 + 4 + 1 + 1 + 3 + 3
+        assert details["synaptic_diversity_terms"] == 4 + 5 + 1 + 1 + 6 + 6
     elif family == "as-trained":
         assert details["head_softmax_confidence_terms"] == layers
         assert details["head_importance_terms"] == 3 * layers
     else:
         assert details["head_softmax_confidence_terms"] == 2  # SA layers only
+
+
+def test_paper_notebook_is_scored_as_the_notebook_scored_it() -> None:
+    """paper_notebook.md §4: train mode with dropout 0.1 and a backward from a gradient of
+    ones. Dropout makes the score differ from the same network's in eval mode, yet the masks
+    come from the probe's seed: the same value twice, and torch's global RNG untouched."""
+
+    def confidence(probe: BertProbe) -> float:
+        return float(get_metric("head_confidence", "bert").fn(probe).value)
+
+    before = torch.random.get_rng_state()
+    notebook = family_probe(ALL_OPS, "paper-notebook")
+    assert notebook.model.training
+    first = confidence(notebook)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert confidence(family_probe(ALL_OPS, "paper-notebook")) == first
+    eval_mode = family_probe(ALL_OPS, "paper-notebook", protocol=DEFAULT_PROTOCOL)
+    assert not eval_mode.model.training
+    assert abs(confidence(eval_mode) - first) > 1e-3 * abs(first)
+    # the gradient of ones through the last LayerNorm is rounding residue; a normal seed's is not
+    ones = max(float(g.grad.abs().max()) for g in notebook.backward.linears)
+    normal = max(float(g.grad.abs().max()) for g in eval_mode.backward.linears)
+    assert ones < 1e-4 * normal
+    for family in ("as-trained", "literal"):
+        assert not family_probe(ALL_OPS, family).model.training

@@ -56,7 +56,7 @@ def _head_confidence(probe) -> tuple[float, int]:
 
 
 def _compute_head_confidence(probe) -> tuple[float, int]:
-    outputs = probe.forward.mixing_outputs
+    outputs = probe.forward.projection_outputs
     total = sum(float(o.amax(dim=1).mean()) for o in outputs)
     return total, len(outputs)
 
@@ -156,7 +156,8 @@ def _diversity(probe) -> tuple[float, int]:
 
 
 def _compute_diversity(probe) -> tuple[float, int]:
-    pairs = [p for p in probe.backward.linears if p.role == "mixing"]
+    roles = probe.protocol.diversity_roles  # the paper-notebook family: the output linear too
+    pairs = [p for p in probe.backward.linears if p.role in roles]
     total = 0.0
     for p in pairs:
         w = torch.linalg.matrix_norm(p.weight.double(), ord="nuc")

@@ -41,6 +41,12 @@ from torch.nn import functional as F
 from .config import BertConfig, LayerConfig
 
 INIT_STD = 0.02
+# The token-mixing projections whose outputs head_confidence reads (metrics.md: query, key,
+# value, WMA's extra weight, the LT input projection; the DSC key's pointwise linear is its key
+# projection). A DSC kernel generator or span-convolution linear is no projection of this kind.
+MIXING_PROJECTIONS = frozenset(
+    {"query", "key", "value", "query_weight", "projection", "key_pointwise"}
+)
 SEGMENTS = 2  # segment (token type) embedding rows, as BERT
 LAYER_NORM_EPS = 1e-12
 
@@ -85,7 +91,10 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, hidden: int, heads: int, weighted: bool) -> None:
+    """Multi-head attention; ``dropout`` on the probabilities after the hooked softmax (only
+    the paper-notebook family has any: networks.py)."""
+
+    def __init__(self, hidden: int, heads: int, weighted: bool, dropout: float = 0.0) -> None:
         super().__init__()
         self.heads = heads
         self.query = nn.Linear(hidden, hidden)
@@ -93,6 +102,7 @@ class SelfAttention(nn.Module):
         self.value = nn.Linear(hidden, hidden)
         self.query_weight = nn.Linear(hidden, hidden, bias=False) if weighted else None
         self.probs = AttentionProbs()
+        self.probs_dropout = nn.Dropout(dropout) if dropout else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = self.query(x)
@@ -100,7 +110,7 @@ class SelfAttention(nn.Module):
             q = self.query_weight(q)
         q, k, v = (_split_heads(t, self.heads) for t in (q, self.key(x), self.value(x)))
         scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
-        return _merge_heads(self.probs(scores) @ v)
+        return _merge_heads(self.probs_dropout(self.probs(scores)) @ v)
 
 
 class LinearTransform(nn.Module):

@@ -46,28 +46,34 @@ and a metric or a parameter count means something only with the family named:
     all-convolution with h heads (no attention half) and a biased linear pointwise key.
 
 All three families are fixed-size in the vocabulary and the position table, so parameter
-counts do not depend on the scoring batch or sequence length. All are built without dropout
-and scored in eval mode: the notebook ran its models in train mode with dropout 0.1 active,
-which no family copies (a deterministic score is worth more than the notebook's
-noise). No family masks padding (neither the notebook nor the scoring input has any).
+counts do not depend on the scoring batch or sequence length. The as-trained and literal
+networks have no dropout and are scored in eval mode; the paper-notebook networks carry the
+notebook's dropout 0.1 (embeddings, attention probabilities after the hooked softmax, the
+self-output and feed-forward output linears) and are scored as the notebook scored them, in
+train mode (:class:`ScoringProtocol`; the dropout masks come from the probe's seed, so a score
+is still one fixed number on a given device). No family masks padding (neither the notebook
+nor the scoring input has any).
 
 Every family answers the interface the BERT probe and metrics read: ``model(tokens)`` with
 token ids (batch, length) gives the last hidden state (batch, length, hidden); the encoder
 layers are ``model.layers`` with submodules ``mixing``, ``mixing_output`` and
 ``feed_forward`` (so :meth:`FamilyEncoder.linear_roles` names each linear 'mixing',
-'output' or 'feed_forward'); attention probabilities pass through
+'output' or 'feed_forward'); the token-mixing projections ``head_confidence`` reads are the
+linears named in :data:`~.model.MIXING_PROJECTIONS`; attention probabilities pass through
 :class:`~.model.AttentionProbs` modules and feed-forward activations through
 :class:`~.model.FeedForward` ``activations`` (forward hooks read both); the position table is
-``model.embeddings.position``. For the paper-notebook family these roles give the paper's
-term sets for ``head_importance``, ``head_softmax_confidence``, ``synaptic_saliency`` and
-``activation_distance`` exactly; the paper's ``synaptic_diversity`` also counted the
-output linear after SA/DSC, and its ``head_confidence`` read only q/k/v (+ the WMA weight, the
-LT input), not DSC's kernel generator and span-convolution linear, which role 'mixing' includes.
+``model.embeddings.position``. For the paper-notebook family these give the paper's term sets
+exactly (paper_notebook.md §5): ``head_confidence`` q/k/v, the WMA weight, the LT input (not
+DSC's kernel generator or span-convolution linear); ``head_importance`` the mixing linears with
+at least 128 outputs; ``synaptic_diversity`` (through its protocol) those and the output
+linear after SA/DSC; ``head_softmax_confidence`` one softmax per layer; ``synaptic_saliency``
+and ``activation_distance`` the feed-forward stack.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -97,12 +103,42 @@ EMBEDDING_WIDTH = 128  # ELECTRA-small's embedding size E (both codebases)
 FAMILY_SIZES = EncoderSizes(VOCAB_SIZE, MAX_POSITIONS)
 PAPER_HIDDEN = 256  # ElectraConfig's default hidden_size: the notebook never passes the entry's
 PAPER_FEED_FORWARD = 1024  # ElectraConfig's default intermediate_size
+PAPER_DROPOUT = 0.1  # ElectraConfig's hidden and attention dropout (the notebook ran in train mode)
 PAD_TOKEN = 0  # the notebook's word table zeroes (and freezes the gradient of) this row
 TRUNCATED_AT = 2.0  # TF's truncated_normal redraws beyond two standard deviations
 
 
 MASK_TOKEN = VOCAB_SIZE - 1  # the last row: [MASK] (training's masked positions)
 WORD_ROWS = VOCAB_SIZE - 2  # rows 1 .. 30520 hold a corpus's words
+
+
+@dataclass(frozen=True)
+class ScoringProtocol:
+    """How the probe scores a family's networks (search_spaces/bert/probe.py).
+
+    The default is deterministic and informative: eval mode, no dropout, a backward seeded
+    with a fixed normal tensor. The ``paper-notebook`` family copies the notebook's procedure
+    instead, because its purpose is to reproduce the paper's columns (paper_notebook.md §4-5):
+    train mode with dropout 0.1 (masks drawn from the probe's seed, so still one fixed value),
+    a backward from a gradient of ones (zero through the last LayerNorm but for float
+    rounding, as the paper's was: its gradient metrics read that residue), and
+    ``synaptic_diversity`` over every linear under the notebook's ``operation`` module, the
+    projection after SA and DSC included."""
+
+    train_mode: bool = False
+    gradient_of_ones: bool = False
+    diversity_roles: frozenset[str] = frozenset({"mixing"})
+
+
+DEFAULT_PROTOCOL = ScoringProtocol()
+NOTEBOOK_PROTOCOL = ScoringProtocol(
+    train_mode=True, gradient_of_ones=True, diversity_roles=frozenset({"mixing", "output"})
+)
+
+
+def scoring_protocol(family: str | None) -> ScoringProtocol:
+    """The protocol of ``family`` (None: the encoder sized to its input, the default one)."""
+    return NOTEBOOK_PROTOCOL if family == "paper-notebook" else DEFAULT_PROTOCOL
 
 
 def family_ids(ids: torch.Tensor) -> torch.Tensor:
@@ -130,13 +166,14 @@ class FactorisedEmbeddings(Embeddings):
     """ELECTRA's embeddings: word + position + token type (type 0) tables 128 wide,
     LayerNorm(128), then a linear 128 -> H (no activation, no norm) when H is not 128."""
 
-    def __init__(self, hidden: int, padding_idx: int | None = None) -> None:
+    def __init__(self, hidden: int, padding_idx: int | None = None, dropout: float = 0.0) -> None:
         super().__init__(EMBEDDING_WIDTH, FAMILY_SIZES)
         self.token.padding_idx = padding_idx
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         self.projection = nn.Linear(EMBEDDING_WIDTH, hidden) if hidden != EMBEDDING_WIDTH else None
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = super().forward(tokens)
+        x = self.dropout(super().forward(tokens))
         return x if self.projection is None else self.projection(x)
 
 
@@ -146,7 +183,12 @@ class FamilyLayer(nn.Module):
     u the transform's output); the feed-forward stack; residual + LayerNorm."""
 
     def __init__(
-        self, hidden: int, mixing: nn.Module, feed_forward: FeedForward, mixing_output: bool
+        self,
+        hidden: int,
+        mixing: nn.Module,
+        feed_forward: FeedForward,
+        mixing_output: bool,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.mixing = mixing
@@ -154,14 +196,15 @@ class FamilyLayer(nn.Module):
         self.mixing_norm = nn.LayerNorm(hidden, eps=LAYER_NORM_EPS) if mixing_output else None
         self.feed_forward = feed_forward
         self.output_norm = nn.LayerNorm(hidden, eps=LAYER_NORM_EPS)
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mixed = self.mixing(x)
         if self.mixing_output is not None:
-            x = self.mixing_norm(x + self.mixing_output(mixed))
+            x = self.mixing_norm(x + self.dropout(self.mixing_output(mixed)))
         else:
             x = mixed
-        return self.output_norm(x + self.feed_forward(x))
+        return self.output_norm(x + self.dropout(self.feed_forward(x)))
 
 
 class NotebookLinearTransform(LinearTransform):
@@ -204,7 +247,7 @@ class ConvAttention(nn.Module):
     kernels come from the separable-convolution key times the query; the convolution mixes
     the k neighbours of a linear of the input."""
 
-    def __init__(self, hidden: int, heads: int, kernel: int) -> None:
+    def __init__(self, hidden: int, heads: int, kernel: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.heads = max(heads // 2, 1)
         self.head_width = hidden // heads
@@ -222,6 +265,7 @@ class ConvAttention(nn.Module):
         self.conv_kernel = nn.Linear(width, self.heads * kernel)
         self.conv_out = nn.Linear(hidden, width)
         self.probs = AttentionProbs()
+        self.probs_dropout = nn.Dropout(dropout) if dropout else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
@@ -232,7 +276,8 @@ class ConvAttention(nn.Module):
         spans = nn.functional.pad(self.conv_out(x), (0, 0, pad, pad)).unfold(1, k, 1)
         conv = (spans.reshape(b, t, n, d, k) * kernels).sum(-1)  # (B, T, n, d)
         q, key, v = (_split_heads(y, n) for y in (q, self.key(x), self.value(x)))
-        attended = self.probs(q @ key.transpose(-1, -2) / d**0.5) @ v  # (B, n, T, d)
+        probs = self.probs_dropout(self.probs(q @ key.transpose(-1, -2) / d**0.5))
+        attended = probs @ v  # (B, n, T, d)
         return torch.cat([attended.transpose(1, 2), conv], dim=2).reshape(b, t, 2 * n * d)
 
 
@@ -300,20 +345,21 @@ def _notebook_mixing(x: LayerConfig) -> nn.Module:
     if PAPER_HIDDEN % heads:
         raise ValueError(f"{heads} heads do not divide the paper's hidden size {PAPER_HIDDEN}")
     if kind == "SA":
-        return SelfAttention(PAPER_HIDDEN, heads, weighted=param == "WMA")
+        return SelfAttention(PAPER_HIDDEN, heads, weighted=param == "WMA", dropout=PAPER_DROPOUT)
     if kind == "LT":
         return NotebookLinearTransform(PAPER_HIDDEN, heads, str(param))
-    return ConvAttention(PAPER_HIDDEN, heads, int(param))
+    return ConvAttention(PAPER_HIDDEN, heads, int(param), dropout=PAPER_DROPOUT)
 
 
 def _paper_notebook(config: BertConfig) -> FamilyEncoder:
-    embeddings = FactorisedEmbeddings(PAPER_HIDDEN, padding_idx=PAD_TOKEN)
+    embeddings = FactorisedEmbeddings(PAPER_HIDDEN, padding_idx=PAD_TOKEN, dropout=PAPER_DROPOUT)
     layers = [
         FamilyLayer(
             PAPER_HIDDEN,
             _notebook_mixing(x),
             FeedForward(PAPER_HIDDEN, PAPER_FEED_FORWARD, x.num_feed_forward),
             mixing_output=x.operation_type != "LT",
+            dropout=PAPER_DROPOUT,
         )
         for x in config.layers
     ]

@@ -19,17 +19,19 @@ LayerNorm that gradient is zero in exact arithmetic (the LayerNorm output of eve
 to its bias, whatever the input, while its weight is 1 as initialised), so every gradient
 below it would be float rounding noise (about 1e-8 of a normal gradient, measured, and
 different on CPU and GPU). We therefore seed the backward with a fixed standard-normal tensor
-G drawn from the probe's seed: the gradient of sum(G * y). :data:`GRADIENT_SEED` names the
-choice; ``"ones"`` gives the literal definition.
+G drawn from the probe's seed: the gradient of sum(G * y). The one exception is the
+``paper-notebook`` family, whose :class:`~.networks.ScoringProtocol` copies the notebook (a
+gradient of ones, train mode with dropout) because its purpose is to reproduce the paper's
+columns, rounding residue included.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import torch
 
@@ -38,17 +40,16 @@ from nas_engine.errors import ConfigError
 from nas_engine.seeds import derived_seed
 
 from .config import BertConfig
-from .model import AttentionProbs, BertEncoder, EncoderSizes, FeedForward
+from .model import MIXING_PROJECTIONS, AttentionProbs, BertEncoder, EncoderSizes, FeedForward
 from .networks import (
     FAMILY_SIZES,
     FamilyEncoder,
+    ScoringProtocol,
     build_network,
     count_nonembedding_parameters,
     family_ids,
+    scoring_protocol,
 )
-
-if TYPE_CHECKING:
-    pass
 
 BERT_PASSES: dict[str, str] = {
     "param_count": "the parameter counts (a weightless 'meta' model; no pass)",
@@ -62,7 +63,6 @@ BERT_PASSES: dict[str, str] = {
     ),
 }
 T = TypeVar("T")
-GRADIENT_SEED = "normal"  # "normal" (see the module docstring) or "ones"
 
 
 def check_bert_need(need: str) -> None:
@@ -81,15 +81,16 @@ def bert_tokens(corpus: Corpus, split: str, batch_size: int, length: int) -> tor
 class Recording:
     """What the forward hooks saw, in the order the modules ran."""
 
-    mixing_outputs: list[torch.Tensor] = field(default_factory=list)  # (B, T, width) each
+    projection_outputs: list[torch.Tensor] = field(default_factory=list)  # (B, T, width) each
     attention_probs: list[torch.Tensor] = field(default_factory=list)  # (B, n, T, T) each
     activations: list[torch.Tensor] = field(default_factory=list)  # (B, T, F) each
 
 
 @contextmanager
 def recording(model: BertEncoder) -> Iterator[Recording]:
-    """Forward hooks on the token-mixing linears, the attention softmaxes and the
-    feed-forward activations for the duration of the block; removed on exit, error or not."""
+    """Forward hooks on the token-mixing projections (:data:`~.model.MIXING_PROJECTIONS`), the
+    attention softmaxes and the feed-forward activations for the duration of the block;
+    removed on exit, error or not."""
     rec = Recording()
     handles = []
 
@@ -97,9 +98,9 @@ def recording(model: BertEncoder) -> Iterator[Recording]:
         return lambda module, inputs, output: into.append(output.detach())
 
     try:
-        for role, _, linear in model.linear_roles():
-            if role == "mixing":
-                handles.append(linear.register_forward_hook(keep(rec.mixing_outputs)))
+        for role, name, linear in model.linear_roles():
+            if role == "mixing" and name.rsplit(".", 1)[-1] in MIXING_PROJECTIONS:
+                handles.append(linear.register_forward_hook(keep(rec.projection_outputs)))
         for module in model.modules():
             if isinstance(module, AttentionProbs):
                 handles.append(module.register_forward_hook(keep(rec.attention_probs)))
@@ -138,11 +139,14 @@ class BertProbe:
         device: torch.device | str = "cpu",
         needs: Iterable[str] | None = None,
         family: str | None = None,
+        protocol: ScoringProtocol | None = None,
     ) -> None:
         self.config = config
         self.sizes = sizes
         # The network family (search_spaces.bert.networks); None: the encoder at ``sizes``.
         self.family = family
+        # How it is scored: the family's protocol unless one is given.
+        self.protocol = protocol or scoring_protocol(family)
         self.tokens = tokens
         self.seed = seed
         self.device = torch.device(device)
@@ -169,7 +173,7 @@ class BertProbe:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             model = self._build("cpu")
-        return model.to(self.device).eval()
+        return model.to(self.device).train(self.protocol.train_mode)
 
     @cached_property
     def _meta_model(self) -> BertEncoder | FamilyEncoder:
@@ -185,9 +189,20 @@ class BertProbe:
             return sum(p.numel() for p in self._meta_model.layers.parameters())
         return count_nonembedding_parameters(self._meta_model)
 
+    def _dropout_rng(self) -> AbstractContextManager:
+        """In train mode, the dropout masks drawn from the probe's seed (the same masks for a
+        forward run twice), leaving the global RNG as it was."""
+        if not self.protocol.train_mode:
+            return nullcontext()
+        return _seeded(derived_seed(self.seed, "bert-dropout"), self.device)
+
     def _run(self, with_grad: bool) -> tuple[Recording, torch.Tensor]:
         tokens = self.tokens.to(self.device)
-        with recording(self.model) as rec, torch.set_grad_enabled(with_grad):
+        with (
+            self._dropout_rng(),
+            recording(self.model) as rec,
+            torch.set_grad_enabled(with_grad),
+        ):
             out = self.model(tokens)
         return rec, out
 
@@ -206,7 +221,7 @@ class BertProbe:
             rec, out = self._run(with_grad=True)
         linears = self.model.linear_roles()
         position = self.model.embeddings.position.weight
-        if GRADIENT_SEED == "ones":
+        if self.protocol.gradient_of_ones:
             seed_grad = torch.ones_like(out)
         else:
             gen = torch.Generator().manual_seed(derived_seed(self.seed, "bert-backward"))
@@ -222,6 +237,16 @@ class BertProbe:
             ],
             grads[-1][:length],
         )
+
+
+@contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """torch's generators of the CPU and ``device`` seeded with ``seed`` inside the block and
+    restored after it."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 class BertProber:
