@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import math
 import os
+import traceback
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .corpus import Corpus, CorpusError, embedded_corpus, load_corpus
+from .devices import resolve_device
 from .errors import TrainingConfigError
 
 
@@ -128,3 +130,73 @@ def perplexity(loss: float | None) -> float | None:
     if loss is None or not math.isfinite(loss):
         return None
     return math.exp(loss) if loss < 700 else math.inf
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line for a training that raised (a network that breaks training is an outcome, not
+    a crash): out of memory, or the exception's type, first line and where it was raised."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return f"out of memory: {first}"
+    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    place = f" (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})" if where else ""
+    return f"{type(exc).__name__}: {first}{place}"
+
+
+def loss_figures(
+    losses: list[float],
+    valid_loss: float | None,
+    test_loss: float | None,
+    per_epoch: int,
+    tokens: int,
+    seconds: float,
+    train_seconds: float,
+) -> dict[str, Any]:
+    """The figures every trainer's outcome records from its run: the training loss (the mean
+    of the last tenth of the steps), the validation and test losses and perplexities, steps,
+    epochs, tokens, seconds and throughput."""
+    tail = losses[-max(1, len(losses) // 10) :]
+    return {
+        "train_loss": sum(tail) / len(tail) if tail else None,
+        "valid_loss": valid_loss,
+        "valid_ppl": perplexity(valid_loss),
+        "test_loss": test_loss,
+        "test_ppl": perplexity(test_loss),
+        "steps": len(losses),
+        "epochs": len(losses) / per_epoch,
+        "tokens": tokens,
+        "seconds": seconds,
+        "train_seconds": train_seconds,
+        "tokens_per_s": tokens / train_seconds if train_seconds > 0 else 0.0,
+    }
+
+
+class RecipeRecord:
+    """What every trainer's recipe (a frozen dataclass) shares: its JSON-able record, read back
+    with unknown keys refused, and the split check both trainers make."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]):  # noqa: ANN206 (the subclass)
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TrainingConfigError(f"unknown training setting(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def check_splits(self) -> None:
+        if self.train_split == self.test_split:  # type: ignore[attr-defined]
+            raise TrainingConfigError(
+                f"training on the {self.test_split!r} split would leave no held-out test "  # type: ignore[attr-defined]
+                "text (use another train split, or no test split)"
+            )
+
+
+def resolve_training_device(name: str) -> torch.device:
+    """cpu, cuda, cuda:N or auto; a CUDA device that is absent is bad input."""
+    try:
+        return resolve_device(name)
+    except (ValueError, RuntimeError) as exc:
+        raise TrainingConfigError(str(exc)) from None

@@ -20,6 +20,7 @@ evaluation, :mod:`.loop` the training, :mod:`.checkpoints` checkpoints and progr
 
 from nas_engine.errors import TrainingConfigError
 from nas_engine.spaces import Trainer
+from nas_engine.training import resolve_training_device
 
 from ..networks import MASK_TOKEN, WORD_ROWS, family_ids
 from .checkpoints import TrainedBert, load_checkpoint, save_checkpoint
@@ -34,7 +35,7 @@ from .mlm import (
     sequences,
 )
 from .outcome import BertTrainingOutcome
-from .recipe import BertTrainingRecipe, resolve_training_device
+from .recipe import BertTrainingRecipe
 
 BERT_TRAINER = Trainer(
     recipe=BertTrainingRecipe,

@@ -10,18 +10,13 @@ from typing import Any
 import torch
 
 from nas_engine.errors import TrainingConfigError
-from nas_engine.training import atomic_save
+from nas_engine.training import atomic_save, resolve_training_device
 from nas_engine.training import read_progress as read_progress_file
 
 from ..config import BertConfig, BertConfigError
 from .mlm import MaskedLanguageModel, build_model
 from .outcome import BertTrainingOutcome
-from .recipe import (
-    CHECKPOINT_FORMAT,
-    PROGRESS_FORMAT,
-    BertTrainingRecipe,
-    resolve_training_device,
-)
+from .recipe import CHECKPOINT_FORMAT, PROGRESS_FORMAT, BertTrainingRecipe
 
 
 def write_progress(path: str | Path, payload: dict[str, Any]) -> None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import time
-import traceback
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -41,7 +40,7 @@ from nas_engine.corpus import Corpus
 from nas_engine.errors import TrainingConfigError
 from nas_engine.parameters import count_parameters
 from nas_engine.seeds import generator_for
-from nas_engine.training import perplexity
+from nas_engine.training import failure_reason, loss_figures, resolve_training_device
 
 from ..config import BertConfig, BertConfigError
 from ..model import EncoderSizes
@@ -50,7 +49,7 @@ from .checkpoints import read_progress, save_checkpoint, write_progress
 from .data import BertTrainingData, check_data, prepare_data
 from .mlm import build_model, evaluate, mask_tokens, masked_loss, sequences
 from .outcome import BertTrainingOutcome
-from .recipe import BertTrainingRecipe, Progress, resolve_training_device
+from .recipe import BertTrainingRecipe, Progress
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-6
@@ -241,33 +240,16 @@ def train_network(
                 test_loss = evaluate(model, data.test, recipe, "test")
             if not math.isfinite(valid_loss):
                 error = f"the validation loss is {valid_loss} after {len(losses)} steps"
-    except torch.OutOfMemoryError as exc:
-        train_seconds = done_seconds + time.perf_counter() - train_started
-        error = f"out of memory: {str(exc).splitlines()[0]}"
-        valid_loss = test_loss = None
     except Exception as exc:  # a network that breaks training is an outcome, not a crash
         train_seconds = done_seconds + time.perf_counter() - train_started
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        place = f"{where.filename.rsplit('/', 1)[-1]}:{where.lineno}"
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        error = f"{type(exc).__name__}: {first} (at {place})"
+        error = failure_reason(exc)
         valid_loss = test_loss = None
 
-    tail = losses[-max(1, len(losses) // 10) :]
+    seconds = time.perf_counter() - started
     outcome = BertTrainingOutcome(
         status="failed" if error else "ok",
         error=error,
-        train_loss=sum(tail) / len(tail) if tail else None,
-        valid_loss=valid_loss,
-        valid_ppl=perplexity(valid_loss),
-        test_loss=test_loss,
-        test_ppl=perplexity(test_loss),
-        steps=len(losses),
-        epochs=len(losses) / per_epoch,
-        tokens=tokens,
-        seconds=time.perf_counter() - started,
-        train_seconds=train_seconds,
-        tokens_per_s=tokens / train_seconds if train_seconds > 0 else 0.0,
+        **loss_figures(losses, valid_loss, test_loss, per_epoch, tokens, seconds, train_seconds),
         param_count=count_parameters(model),
         device=str(device),
         mixed_precision=amp,

@@ -11,14 +11,12 @@ short and may run on a CPU).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-import torch
-
-from nas_engine.devices import resolve_device
 from nas_engine.errors import TrainingConfigError
+from nas_engine.training import RecipeRecord
 
 from ..networks import FAMILIES, MAX_POSITIONS
 
@@ -30,7 +28,7 @@ Progress = Callable[[int, int, float], None]
 
 
 @dataclass(frozen=True)
-class BertTrainingRecipe:
+class BertTrainingRecipe(RecipeRecord):
     """How to pre-train a BERT-space network briefly with masked-LM: ``steps`` optimiser steps
     or ``epochs`` passes over the train split's sequences (not both; one epoch when neither is
     given).
@@ -99,31 +97,8 @@ class BertTrainingRecipe:
             raise TrainingConfigError(
                 f"unknown network family {self.family!r} (known: {', '.join(FAMILIES)})"
             )
-        if self.train_split == self.test_split:
-            raise TrainingConfigError(
-                f"training on the {self.test_split!r} split would leave no held-out test text "
-                "(use another train split, or no test split)"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> BertTrainingRecipe:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TrainingConfigError(f"unknown training setting(s): {', '.join(unknown)}")
-        return cls(**data)
+        self.check_splits()
 
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def resolve_training_device(name: str) -> torch.device:
-    """cpu, cuda, cuda:N or auto; a CUDA device that is absent is bad input."""
-    try:
-        return resolve_device(name)
-    except (ValueError, RuntimeError) as exc:
-        raise TrainingConfigError(str(exc)) from None

@@ -1,6 +1,7 @@
 """Training an RNN cell briefly: settings, data, loop, checkpoints and the trained proxy."""
 
 from nas_engine.errors import TrainingConfigError
+from nas_engine.training import resolve_training_device
 
 from ..recipe import RecipeError
 from .checkpoints import TrainedModel, load_checkpoint, save_checkpoint
@@ -16,7 +17,7 @@ from .loop import (
 )
 from .outcome import TrainingOutcome
 from .proxy import ProxyTraining
-from .recipe import TrainingRecipe, resolve_training_device
+from .recipe import TrainingRecipe
 
 __all__ = [
     "ProxyTraining",

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from nas_engine.errors import TrainingConfigError
-from nas_engine.training import atomic_save
+from nas_engine.training import atomic_save, resolve_training_device
 from nas_engine.training import read_progress as read_progress_file
 
 from ..model import ModelSizes, RNNLanguageModel
 from ..recipe import Recipe
 from .outcome import TrainingOutcome
-from .recipe import CHECKPOINT_FORMAT, PROGRESS_FORMAT, TrainingRecipe, resolve_training_device
+from .recipe import CHECKPOINT_FORMAT, PROGRESS_FORMAT, TrainingRecipe
 
 if TYPE_CHECKING:
     pass

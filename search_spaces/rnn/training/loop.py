@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import math
 import time
-import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, replace
@@ -58,14 +57,14 @@ from nas_engine.corpus import Corpus, batchify
 from nas_engine.errors import TrainingConfigError
 from nas_engine.parameters import count_parameters
 from nas_engine.seeds import derived_seed
-from nas_engine.training import perplexity
+from nas_engine.training import failure_reason, loss_figures, resolve_training_device
 
 from ..model import ModelSizes, RNNLanguageModel
 from ..recipe import Recipe
 from .checkpoints import read_progress, save_checkpoint, state_to, write_progress
 from .data import TrainingData, check_data, prepare_data
 from .outcome import TrainingOutcome
-from .recipe import PROGRESS_FORMAT, Progress, TrainingRecipe, resolve_training_device
+from .recipe import PROGRESS_FORMAT, Progress, TrainingRecipe
 
 if TYPE_CHECKING:
     pass
@@ -347,33 +346,16 @@ def train_architecture(
                 test_loss = evaluate(model, data.test, recipe.eval_batch_size, recipe.bptt)
             if not math.isfinite(valid_loss):
                 error = f"the validation loss is {valid_loss} after {len(losses)} steps"
-    except torch.OutOfMemoryError as exc:
-        train_seconds = done_seconds + time.perf_counter() - train_started
-        error = f"out of memory: {str(exc).splitlines()[0]}"
-        valid_loss = test_loss = None
     except Exception as exc:  # a cell that breaks training is an outcome, not a crash
         train_seconds = done_seconds + time.perf_counter() - train_started
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        place = f"{where.filename.rsplit('/', 1)[-1]}:{where.lineno}"
-        error = f"{type(exc).__name__}: {exc} (at {place})"
+        error = failure_reason(exc)
         valid_loss = test_loss = None
-    per_epoch = len(starts)
 
-    tail = losses[-max(1, len(losses) // 10) :]
+    seconds = time.perf_counter() - started
     outcome = TrainingOutcome(
         status="failed" if error else "ok",
         error=error,
-        train_loss=sum(tail) / len(tail) if tail else None,
-        valid_loss=valid_loss,
-        valid_ppl=perplexity(valid_loss),
-        test_loss=test_loss,
-        test_ppl=perplexity(test_loss),
-        steps=len(losses),
-        epochs=len(losses) / per_epoch,
-        tokens=tokens,
-        seconds=time.perf_counter() - started,
-        train_seconds=train_seconds,
-        tokens_per_s=tokens / train_seconds if train_seconds > 0 else 0.0,
+        **loss_figures(losses, valid_loss, test_loss, len(starts), tokens, seconds, train_seconds),
         param_count=count_parameters(model),
         device=str(device),
         mixed_precision=amp,

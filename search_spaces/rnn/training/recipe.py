@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-
-from nas_engine.devices import resolve_device
 from nas_engine.errors import TrainingConfigError
+from nas_engine.training import RecipeRecord
 
 if TYPE_CHECKING:
     pass
@@ -24,7 +22,7 @@ Progress = Callable[[int, int, float], None]
 
 
 @dataclass(frozen=True)
-class TrainingRecipe:
+class TrainingRecipe(RecipeRecord):
     """How to train: the NAS-Bench-NLP recipe (the values of its logs), shortened to ``steps``
     optimiser steps or ``epochs`` passes over the train split (not both; one epoch when
     neither is given)."""
@@ -76,27 +74,4 @@ class TrainingRecipe:
                 )
         if not 0 < self.valid_holdout < 1:
             raise TrainingConfigError(f"valid_holdout must be in (0, 1), got {self.valid_holdout}")
-        if self.train_split == self.test_split:
-            raise TrainingConfigError(
-                f"training on the {self.test_split!r} split would leave no held-out test text "
-                "(use another train split, or no test split)"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainingRecipe:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TrainingConfigError(f"unknown training setting(s): {', '.join(unknown)}")
-        return cls(**data)
-
-
-def resolve_training_device(name: str) -> torch.device:
-    """cpu, cuda, cuda:N or auto; a CUDA device that is absent is bad input."""
-    try:
-        return resolve_device(name)
-    except (ValueError, RuntimeError) as exc:
-        raise TrainingConfigError(str(exc)) from None
+        self.check_splits()
