@@ -315,7 +315,7 @@ def add_execution_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="in-process scoring: torch threads (default: the cores other processes leave "
-        "idle when the run starts, at least 1; docs/performance.md)",
+        "idle, at least 1, re-read every 5 s during the run; docs/performance.md)",
     )
     group.add_argument(
         "--worker-batch",
