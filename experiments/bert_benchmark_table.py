@@ -1,7 +1,7 @@
 """The BERT benchmark table: every metric and the recommended fitness on each network family.
 
     python experiments/bert_benchmark_table.py [--spec SPEC] [--families a,b,c]
-        [--limit N] [--seconds-entries 10] [--rerun]
+        [--limit N] [--seconds-entries 10] [--rerun] [--update a,b]
 
 For each family (``as-trained``, ``literal``, ``paper-notebook``; search_spaces/bert/networks.py)
 it runs the real benchmark command on the 250 dev entries (part of the benchmark is held
@@ -122,6 +122,13 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=None, help="only the first N dev entries")
     ap.add_argument("--seconds-entries", type=int, default=10)
     ap.add_argument("--rerun", action="store_true")
+    ap.add_argument(
+        "--update",
+        default=None,
+        metavar="FAMILIES",
+        help="re-run only these families and merge them into the existing --out table "
+        "(the other families and the input check are kept as they are)",
+    )
     ap.add_argument("--out", default=str(OUT / "bert_benchmark_table.json"))
     ap.add_argument("--runs", default=str(RUNS), help="folder of the benchmark runs")
     ap.add_argument(
@@ -138,7 +145,13 @@ def main() -> int:
     limit = ["--limit", str(args.limit)] if args.limit else []
 
     table: dict = {}
-    for family in args.families.split(","):
+    families = args.families.split(",")
+    previous = None
+    if args.update:
+        previous = json.loads(Path(args.out).read_text())
+        table = dict(previous["families"])
+        families = args.update.split(",")
+    for family in families:
         suffix = f"_first{args.limit}" if args.limit else ""
         together = run_once(
             command(family, f"all,{spec}", runs / f"{family}{suffix}", ["--together", *limit]),
@@ -194,8 +207,8 @@ def main() -> int:
             "corpus": together["corpus"],
         }
 
-    input_check = None
-    if "as-trained" in args.families.split(",") and not args.limit and not args.no_input_check:
+    input_check = previous["input_sensitivity"] if previous else None
+    if "as-trained" in families and not args.limit and not args.no_input_check:
         input_check = input_sensitivity(
             table["as-trained"], runs, OUT / "bert_input_ptb", args.rerun, spec, fitness
         )
@@ -209,7 +222,10 @@ def main() -> int:
         "metric / the spec with GLUE",
         "spec": spec,
         "scoring": "embedded synthetic corpus mapped into the networks' id range by "
-        "family_ids (1 + id % 30520), 16 sequences x 64 tokens, seed 0, eval mode, no dropout",
+        "family_ids (1 + id % 30520), 16 sequences x 64 tokens, seed 0; as-trained and literal "
+        "in eval mode without dropout, paper-notebook as the notebook scored it (train mode "
+        "with dropout 0.1, masks from the seed; a backward from a gradient of ones: its "
+        "ScoringProtocol)",
         "seconds": "seconds_per_network_alone: the median over the first entries of one metric "
         "scored on its own probe (model build + its passes + its computation; a spec: the sum "
         "of its components'); all_metrics_together: the median of one probe for every metric "
