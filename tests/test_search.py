@@ -252,6 +252,7 @@ def test_in_process_batches_score_what_one_at_a_time_does(tmp_path: Path) -> Non
         "workers": 1,
         "worker_batch": 3,
         "threads": 1,
+        "threads_chosen": "--threads",
         "cuda_graphs": False,
         "cell_batch": False,
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,13 @@ class ScriptedLoad(CoreLoad):
         super().__init__(set(range(cores)))
         self.script = list(others)
 
-    def others_busy(self, window: float = 0.0) -> float | None:
+    def mark(self) -> None:
+        pass
+
+    def others_busy(self) -> float | None:
+        return self.script.pop(0)
+
+    def others_now(self) -> float:
         return self.script.pop(0)
 
 
@@ -57,12 +64,22 @@ def test_busy_seconds_read_only_this_process_cores(tmp_path: Path) -> None:
 
 
 def test_others_busy_leaves_out_this_process_own_time(monkeypatch) -> None:
-    readings = iter([(10.0, 100.0, 5.0), (12.0, 103.0, 6.0)])  # wall, busy, own CPU seconds
+    # wall, busy, own CPU seconds
+    readings = iter([(10.0, 100.0, 5.0), (10.1, 100.1, 5.0), (12.0, 103.0, 6.0)])
     load = CoreLoad({0, 1})
     monkeypatch.setattr(load, "_read", lambda: next(readings))
-    monkeypatch.setattr(cpu_load.time, "sleep", lambda s: None)
+    load.mark()
+    assert load.others_busy() is None  # 0.1 s: too short for the tick counters; goes on
     # 3 busy core-seconds in 2 s, 1 of them this process's: others kept 1 core busy
-    assert load.others_busy(window=2.0) == pytest.approx(1.0)
+    assert load.others_busy() == pytest.approx(1.0)
+
+
+def test_running_tasks_stand_in_for_a_short_first_window(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    stat.write_text("cpu0 1 0 0 1 0 0 0 0 0 0\nprocs_running 3\nprocs_blocked 0\n")
+    cores = os.cpu_count() or 1
+    assert cpu_load.running_others(set(range(cores)), str(stat)) == 2  # the caller is one
+    assert cpu_load.running_others({0}, str(tmp_path / "missing")) is None
 
 
 def _spin() -> None:
@@ -81,8 +98,10 @@ def test_a_busy_process_is_seen_at_once() -> None:
         if sys.platform == "linux":
             os.sched_setaffinity(spinner.pid, cores)  # the spinner on the core we watch
         load = CoreLoad(cores)
-        load.others_busy(window=0.3)  # the spinner's start-up out of the way
-        assert load.others_busy(window=0.5) > 0.6
+        time.sleep(0.3)  # the spinner's start-up out of the way
+        load.mark()
+        time.sleep(0.5)
+        assert load.others_busy() > 0.6
     finally:
         spinner.kill()
         spinner.join()
@@ -99,8 +118,17 @@ def test_threads_drop_under_load_and_come_back(monkeypatch) -> None:
 
 
 def test_without_counters_the_load_average_stands_in(monkeypatch) -> None:
+    monkeypatch.setattr(cpu_load, "busy_seconds", lambda cores: None)
+    monkeypatch.setattr(cpu_load, "running_others", lambda cores: None)
     monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
-    assert ThreadPolicy(ScriptedLoad(4, [None])).first() == 1
+    policy = ThreadPolicy(CoreLoad({0, 1, 2, 3}))
+    policy.begin()
+    assert policy.first() == 1
+
+
+def test_a_short_first_window_reads_the_runnable_tasks() -> None:
+    assert ThreadPolicy(ScriptedLoad(2, [None, 1.0])).first() == 1
+    assert ThreadPolicy(ScriptedLoad(2, [None, 0.0])).first() == 2
 
 
 def test_the_executor_follows_the_load_and_restores_threads(monkeypatch) -> None:

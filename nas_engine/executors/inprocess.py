@@ -45,11 +45,12 @@ class InProcessExecutor(Executor):
         self._threads_before = torch.get_num_threads()
         if self.requested_threads is None:
             self._policy = ThreadPolicy()
-            self.threads = self._policy.first()
+            self._policy.begin()  # the first look spans the scorer's set-up: no waiting
         else:
-            self.threads = self.requested_threads
-        torch.set_num_threads(self.threads)
+            torch.set_num_threads(self.requested_threads)
         self._scorer = make_scorer(setup, corpus)  # the seed's embedding drawn once
+        self.threads = self._policy.first() if self._policy else self.requested_threads
+        torch.set_num_threads(self.threads)
 
     def shutdown(self) -> None:
         if self._threads_before is not None:
