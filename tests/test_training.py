@@ -397,7 +397,7 @@ def test_cli_trains_and_writes_its_files(tmp_path):
 
 def test_cli_run_killed_by_sigkill_resumes_to_the_uninterrupted_result(tmp_path):
     corpus = write_corpus(tmp_path / "corpus")
-    args = ["--preset", "gru", "--corpus", str(corpus), "--steps", "400", "--save-every", "5",
+    args = ["--preset", "gru", "--corpus", str(corpus), "--steps", "150", "--save-every", "25",
             "--no-progress", *TINY_ARGS]  # fmt: skip
     whole = run_train(*args, "--out", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr
