@@ -43,6 +43,7 @@ import pandas as pd
 import torch
 from scipy import stats
 
+from nas_engine.analysis.bench import cpu_name
 from nas_engine.analysis.bert import PAPER_COLUMNS
 from nas_engine.benchmarks.specs import parse_metric_columns, spec_column
 from nas_engine.metrics import metric_names
@@ -232,7 +233,7 @@ def main() -> int:
         "(what a search scoring the whole suite pays). Wall-clock on a shared machine: the load "
         "average at the start and end of each run is recorded",
         "hardware": {
-            "cpu": _cpu_model(),
+            "cpu": cpu_name(),
             "machine": platform.machine(),
             "cores": os.cpu_count(),
             "torch": torch.__version__,
@@ -327,16 +328,6 @@ def input_sensitivity(
         "median_abs_tau_change": statistics.median(changes),
         "metrics": rows,
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def markdown(result: dict) -> str:

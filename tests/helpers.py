@@ -51,6 +51,28 @@ def token_corpus(vocab_size: int = 50, n_tokens: int = 2000, seed: int = 0) -> C
     return Corpus("random test tokens", vocab, {"train": ids, "valid": ids, "test": ids})
 
 
+def nbbert_entry(index: int, hidden: int, layers: list[tuple], glue: float) -> dict:
+    """A NAS-Bench-BERT benchmark entry, as the benchmark's JSON holds it; ``layers`` are
+    (operation, parameter, heads, feed-forward depth), each feed-forward layer 32 wide."""
+    encoder_layers = [
+        {
+            "operation_type": op,
+            "operation_parameter": param,
+            "num_operation_heads": heads,
+            "feed_forward_dimension": 32,
+            "num_feed_forward": depth,
+        }
+        for op, param, heads, depth in layers
+    ]
+    overrides = {"hidden_size": hidden, "nas_config": {"encoder_layers": encoder_layers}}
+    return {
+        "id": index,
+        "completed": True,
+        "scores": {"glue": glue},
+        "hparams": {"model_hparam_overrides": overrides},
+    }
+
+
 def tiny_setup(**changes) -> ScoringSetup:
     """A three-layer RNN scoring setup small enough for any test (fields as ``changes``)."""
     tiny = ScoringSetup(

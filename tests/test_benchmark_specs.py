@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import LOGS_ZIP, require
+from helpers import LOGS_ZIP, nbbert_entry, require
 from scipy import stats
 
 from nas_engine import ConfigError
@@ -81,27 +81,8 @@ def test_spec_column_missing_component_and_direction(temp_metric) -> None:
 
 # ------------------------------------------------------------------ nbbert
 def entry(i: int, hidden: int, layers: list[tuple], glue: float) -> dict:
-    return {
-        "id": i,
-        "scores": {"glue": glue},
-        "hparams": {
-            "model_hparam_overrides": {
-                "hidden_size": hidden,
-                "nas_config": {
-                    "encoder_layers": [
-                        {
-                            "operation_type": "SA",
-                            "operation_parameter": "SDP",
-                            "num_operation_heads": heads,
-                            "feed_forward_dimension": 32,
-                            "num_feed_forward": ff,
-                        }
-                        for heads, ff in layers
-                    ]
-                },
-            }
-        },
-    }
+    """An entry of SA:SDP layers given as (heads, feed-forward depth)."""
+    return nbbert_entry(i, hidden, [("SA", "SDP", heads, ff) for heads, ff in layers], glue)
 
 
 @pytest.fixture()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import DATA_DIR, require, run_module
+from helpers import DATA_DIR, nbbert_entry, require, run_module
 from scipy import stats
 
 import nas_engine
@@ -138,28 +138,8 @@ def tiny_text(folder: Path) -> Path:
 
 # ------------------------------------------------------------------ nbbert
 def entry(i: int, hidden: int, layers: list[tuple], glue: float) -> dict:
-    return {
-        "id": i,
-        "completed": True,
-        "scores": {"glue": glue},
-        "hparams": {
-            "model_hparam_overrides": {
-                "hidden_size": hidden,
-                "nas_config": {
-                    "encoder_layers": [
-                        {
-                            "operation_type": op,
-                            "operation_parameter": param,
-                            "num_operation_heads": 2,
-                            "feed_forward_dimension": 32,
-                            "num_feed_forward": 1,
-                        }
-                        for op, param in layers
-                    ]
-                },
-            }
-        },
-    }
+    """An entry of 2-head, one-deep layers given as (operation, parameter)."""
+    return nbbert_entry(i, hidden, [(op, param, 2, 1) for op, param in layers], glue)
 
 
 @pytest.fixture()
