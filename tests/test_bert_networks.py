@@ -211,6 +211,72 @@ def test_initialisations() -> None:
     assert abs(float(conv.std()) - 0.02) < 0.002
 
 
+def notebook_draw(config: BertConfig, seed: int) -> list[torch.Tensor]:
+    """The notebook's weights (paper_notebook.md §4), drawn as its code draws them and
+    written from the spec alone: torch's default initialisation of each module as built, in
+    registration order (tables, LayerNorm, the projection; per layer the mixer, the
+    self-output linear and LayerNorm, the feed-forward linears and LayerNorm), ConvBERT's
+    normal(0, 0.02) redraw of both convolution kernels as they are built, then ``post_init``'s
+    normal(0, 0.02) for every linear and table in the same order, convolutions untouched.
+    Returns the linear, table and convolution weights in registration order."""
+    nn = torch.nn
+    torch.manual_seed(seed)
+    built_modules: list[nn.Module] = [
+        nn.Embedding(VOCAB_SIZE, 128, padding_idx=0),
+        nn.Embedding(512, 128),
+        nn.Embedding(2, 128),
+        nn.LayerNorm(128),
+        nn.Linear(128, 256),
+    ]
+    for x in config.layers:
+        h, kind = x.num_operation_heads, x.operation_type
+        if kind == "SA":
+            built_modules += [nn.Linear(256, 256) for _ in range(3)]
+            if x.operation_parameter == "WMA":
+                built_modules.append(nn.Linear(256, 256, bias=False))
+        elif kind == "LT":
+            built_modules.append(nn.Linear(256, 256))
+        else:
+            heads, k = max(h // 2, 1), int(x.operation_parameter)
+            width = heads * (256 // h)
+            built_modules += [nn.Linear(256, width) for _ in range(3)]
+            depthwise = nn.Conv1d(256, 256, k, padding=k // 2, groups=256, bias=False)
+            pointwise = nn.Conv1d(256, width, 1, bias=False)
+            with torch.no_grad():
+                depthwise.weight.normal_(0.0, 0.02)
+                pointwise.weight.normal_(0.0, 0.02)
+            built_modules += [depthwise, pointwise]
+            built_modules += [nn.Linear(width, heads * k), nn.Linear(256, width)]
+        if kind != "LT":
+            built_modules += [nn.Linear(256, 256), nn.LayerNorm(256)]
+        widths = [256] + [1024] * x.num_feed_forward
+        built_modules += [nn.Linear(a, b) for a, b in zip(widths, widths[1:], strict=False)]
+        built_modules += [nn.Linear(1024, 256), nn.LayerNorm(256)]
+    with torch.no_grad():
+        for module in built_modules:
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                module.weight.normal_(0.0, 0.02)
+        built_modules[0].weight[0].zero_()
+    return [m.weight for m in built_modules if isinstance(m, (nn.Linear, nn.Embedding, nn.Conv1d))]
+
+
+def test_paper_notebook_draws_the_notebooks_weights() -> None:
+    """The same seed gives the weights the notebook's construction order gives, bit for bit,
+    in every operation (where the DSC kernels are drawn moves every later weight)."""
+    for config in (ALL_OPS, BertConfig(256, (layer("SA", "SDP", depth=3), layer("DSC", 5, 2)))):
+        expected = notebook_draw(config, seed=5)
+        torch.manual_seed(5)
+        model = build_network(config, "paper-notebook")
+        ours = [
+            m.weight
+            for m in model.modules()
+            if isinstance(m, (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d))
+        ]
+        assert [tuple(w.shape) for w in ours] == [tuple(w.shape) for w in expected]
+        for mine, theirs in zip(ours, expected, strict=True):
+            assert torch.equal(mine, theirs)
+
+
 def test_paper_notebook_ignores_hidden_size_and_feed_forward_width() -> None:
     """paper_notebook.md §1: hidden 256 and FFN 1024 whatever the entry says."""
     other = relabelled(

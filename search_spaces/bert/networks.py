@@ -225,7 +225,11 @@ class NotebookLinearTransform(LinearTransform):
 
 class SeparableConv1d(nn.Module):
     """ConvBERT's key convolution over the sequence: depthwise (kernel k, no bias), pointwise
-    (no bias), then one bias per output channel. (batch, length, in) -> (batch, length, out)."""
+    (no bias), then one bias per output channel. (batch, length, in) -> (batch, length, out).
+
+    Like ConvBERT's, it redraws both kernels from normal(0, 0.02) as it is built, right after
+    torch's default draws; the model's initialisation then leaves convolutions alone. Where
+    in the RNG stream these draws fall decides every later weight of the network."""
 
     def __init__(self, width_in: int, width_out: int, kernel: int) -> None:
         super().__init__()
@@ -234,6 +238,10 @@ class SeparableConv1d(nn.Module):
         )
         self.pointwise = nn.Conv1d(width_in, width_out, 1, bias=False)
         self.bias = nn.Parameter(torch.zeros(width_out, 1))
+        if self.bias.device.type != "meta":
+            with torch.no_grad():
+                self.depthwise.weight.normal_(0.0, INIT_STD)
+                self.pointwise.weight.normal_(0.0, INIT_STD)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.pointwise(self.depthwise(x.transpose(1, 2))) + self.bias
@@ -394,13 +402,19 @@ def _init_as_trained(model: FamilyEncoder) -> None:
 
 @torch.no_grad()
 def _init_paper_notebook(model: FamilyEncoder) -> None:
-    """The notebook's ``_init_weights``: BERT's normal(0, 0.02) for linears, embeddings and
-    the separable convolutions, the padding row 0, the convolution's own bias 0."""
-    bert_init_(model)
-    model.embeddings.token.weight[PAD_TOKEN].zero_()
+    """The notebook's ``_init_weights`` (paper_notebook.md §4), in its module order so that
+    the same seed draws the same weights: normal(0, 0.02) for linears and embeddings, biases
+    0, the padding row 0, LayerNorm 1 and 0. Convolutions keep the draw they got when built
+    (:class:`SeparableConv1d`)."""
     for module in model.modules():
-        if isinstance(module, SeparableConv1d):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            module.weight.normal_(0.0, INIT_STD)
+            if getattr(module, "bias", None) is not None:
+                module.bias.zero_()
+        elif isinstance(module, nn.LayerNorm):
+            module.weight.fill_(1.0)
             module.bias.zero_()
+    model.embeddings.token.weight[PAD_TOKEN].zero_()
 
 
 def build_network(
