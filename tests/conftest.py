@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def pytest_configure(config: pytest.Config) -> None:
     # Many tests start the command line or Ray workers as subprocesses, each importing the
-    # package. Where the environment sets PYTHONDONTWRITEBYTECODE (CI's does), nothing caches
+    # package. Where the environment sets PYTHONDONTWRITEBYTECODE (this host's does), nothing caches
     # the compiled modules and every one of those processes compiles the package from source
     # again, about 1 s each on 2 cores; compiling once up front lets them all read the cache.
     # Once, in the controller: pytest-xdist workers have ``workerinput``.

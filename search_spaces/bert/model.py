@@ -253,11 +253,14 @@ class BertEncoder(nn.Module):
 
 
 @torch.no_grad()
-def bert_init_(model: nn.Module) -> None:
-    """BERT's initialisation, in place: linear, convolution and embedding weights
-    normal(0, 0.02), their biases 0, LayerNorm weight 1 and bias 0."""
+def bert_init_(
+    model: nn.Module, drawn: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Embedding)
+) -> None:
+    """BERT's initialisation, in place and in module order: the weights of the ``drawn``
+    module types (default: linear, convolution, embedding) normal(0, 0.02), their biases 0,
+    LayerNorm weight 1 and bias 0."""
     for module in model.modules():
-        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Embedding)):
+        if isinstance(module, drawn):
             module.weight.normal_(0.0, INIT_STD)
             if getattr(module, "bias", None) is not None:
                 module.bias.zero_()

@@ -406,14 +406,7 @@ def _init_paper_notebook(model: FamilyEncoder) -> None:
     the same seed draws the same weights: normal(0, 0.02) for linears and embeddings, biases
     0, the padding row 0, LayerNorm 1 and 0. Convolutions keep the draw they got when built
     (:class:`SeparableConv1d`)."""
-    for module in model.modules():
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            module.weight.normal_(0.0, INIT_STD)
-            if getattr(module, "bias", None) is not None:
-                module.bias.zero_()
-        elif isinstance(module, nn.LayerNorm):
-            module.weight.fill_(1.0)
-            module.bias.zero_()
+    bert_init_(model, drawn=(nn.Linear, nn.Embedding))
     model.embeddings.token.weight[PAD_TOKEN].zero_()
 
 
