@@ -421,3 +421,28 @@ def test_paper_notebook_is_scored_as_the_notebook_scored_it() -> None:
     assert ones < 1e-4 * normal
     for family in ("as-trained", "literal"):
         assert not family_probe(ALL_OPS, family).model.training
+
+
+def test_a_given_network_is_scored_as_it_is_and_the_seed_draws_only_its_masks() -> None:
+    """``network=``: the weights are the given network's (not redrawn from the seed), while
+    the seed still draws the dropout masks. This is what lets bert_fidelity.py vary the weight
+    draw and the masks one at a time."""
+
+    def confidence(probe: BertProbe) -> float:
+        return float(get_metric("head_confidence", "bert").fn(probe).value)
+
+    torch.manual_seed(5)
+    drawn_from_5 = build_network(ALL_OPS, "paper-notebook")
+    given = family_probe(ALL_OPS, "paper-notebook", seed=5, network=drawn_from_5)
+    assert confidence(given) == confidence(family_probe(ALL_OPS, "paper-notebook", seed=5))
+    # other masks (seed 6) on the same weights: not the seed-5 value, nor seed 6's network
+    other_masks = family_probe(ALL_OPS, "paper-notebook", seed=6, network=drawn_from_5)
+    assert torch.equal(
+        other_masks.model.embeddings.token.weight, drawn_from_5.embeddings.token.weight
+    )
+    values = {
+        confidence(given),
+        confidence(other_masks),
+        confidence(family_probe(ALL_OPS, "paper-notebook", seed=6)),
+    }
+    assert len(values) == 3

@@ -140,6 +140,7 @@ class BertProbe:
         needs: Iterable[str] | None = None,
         family: str | None = None,
         protocol: ScoringProtocol | None = None,
+        network: BertEncoder | FamilyEncoder | None = None,
     ) -> None:
         self.config = config
         self.sizes = sizes
@@ -148,7 +149,10 @@ class BertProbe:
         # How it is scored: the family's protocol unless one is given.
         self.protocol = protocol or scoring_protocol(family)
         self.tokens = tokens
+        # The weight draw (unless ``network`` is given) and, in train mode, the dropout masks.
         self.seed = seed
+        # A network built elsewhere (for example from another weight draw), scored as it is.
+        self._network = network
         self.device = torch.device(device)
         self.plan = frozenset(needs or ())
         for need in self.plan:
@@ -169,6 +173,8 @@ class BertProbe:
 
     @cached_property
     def model(self) -> BertEncoder | FamilyEncoder:
+        if self._network is not None:
+            return self._network.to(self.device).train(self.protocol.train_mode)
         # Weights drawn on the CPU generator whatever the device: the same network everywhere.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
@@ -282,7 +288,18 @@ class BertProber:
         for need in self.needs:
             check_bert_need(need)
 
-    def probe(self, config: BertConfig) -> BertProbe:
+    def probe(
+        self, config: BertConfig, network: BertEncoder | FamilyEncoder | None = None
+    ) -> BertProbe:
+        """The probe of ``config``: its network drawn from the seed, or ``network`` (built
+        elsewhere for ``config``) scored as it is."""
         return BertProbe(
-            config, self.sizes, self.tokens, self.seed, self.device, self.needs, self.family
+            config,
+            self.sizes,
+            self.tokens,
+            self.seed,
+            self.device,
+            self.needs,
+            self.family,
+            network=network,
         )
