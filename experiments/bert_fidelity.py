@@ -43,6 +43,8 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -53,11 +55,20 @@ from nas_engine.analysis.bert import PAPER_COLUMNS
 from nas_engine.corpus import embedded_corpus
 from nas_engine.metrics import get_metric
 from search_spaces.bert.config import BertConfig
+from search_spaces.bert.model import INIT_STD
+from search_spaces.bert.networks import (
+    FamilyEncoder,
+    SeparableConv1d,
+    _init_paper_notebook,  # the experiment rebuilds the notebook's init in other orders
+    _paper_notebook,
+    build_network,
+)
 from search_spaces.bert.probe import BertProber
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "nasbench_bert"
 FAMILY = "paper-notebook"
+Builder = Callable[[BertConfig], FamilyEncoder]
 INPUTS = {  # name -> (sequences, tokens each), the embedded corpus's test split
     "benchmark": (16, 64),
     "paper-length": (8, 512),
@@ -78,17 +89,26 @@ def score(
     length: int,
     seed: int,
     metrics: list[str] | None = None,
+    split: str = "test",
+    build: Builder | None = None,
 ) -> pd.DataFrame:
-    """Our values of ``metrics`` (default: every metric with a paper column) per entry."""
+    """Our values of ``metrics`` (default: every metric with a paper column) per entry, with
+    the network drawn from ``seed`` (or made by ``build``: then the seed draws only the dropout
+    masks), reading the ``split`` of the embedded corpus."""
     metrics = list(PAPER_COLUMNS) if metrics is None else metrics
     needs = {"param_count"} | {n for m in metrics for n in get_metric(m, "bert").needs}
     prober = BertProber(
-        embedded_corpus(), "test", batch_size, length, seed, torch.device("cpu"), needs, FAMILY
+        embedded_corpus(), split, batch_size, length, seed, torch.device("cpu"), needs, FAMILY
     )
     rows = []
     start = time.perf_counter()
     for i, entry in enumerate(entries):
-        probe = prober.probe(BertConfig.from_dict(entry))
+        config = BertConfig.from_dict(entry)
+        network = None
+        if build is not None:
+            with torch.random.fork_rng(devices=[]):
+                network = build(config)
+        probe = prober.probe(config, network)
         row = {"id": entry["id"], "glue": float(entry["scores"]["glue"])}
         for name in metrics:
             out = get_metric(name, "bert").fn(probe)
@@ -97,6 +117,67 @@ def score(
         if (i + 1) % 50 == 0:
             print(f"  {i + 1}/{len(entries)} ({time.perf_counter() - start:.0f} s)", flush=True)
     return pd.DataFrame(rows).set_index("id")
+
+
+# ---------------------------------------------------------------- weight streams
+# Each draws one paper-notebook network from torch's global RNG (``score`` forks it). The
+# first is the notebook's published order (paper_notebook.md §4), what the repo builds; the
+# others are guesses at how the notebook's own run could have drawn other weights.
+def published_order(config: BertConfig, seed: int) -> FamilyEncoder:
+    torch.manual_seed(seed)
+    return build_network(config, FAMILY)
+
+
+def built_twice(config: BertConfig, seed: int) -> FamilyEncoder:
+    """A second build from the same seeded stream (a cell that built the model twice)."""
+    torch.manual_seed(seed)
+    build_network(config, FAMILY)
+    return build_network(config, FAMILY)
+
+
+def default_inits_only(config: BertConfig, seed: int) -> FamilyEncoder:
+    """torch's default initialisation and ConvBERT's redraw, no ``post_init`` pass."""
+    torch.manual_seed(seed)
+    with torch.device("cpu"):
+        return _paper_notebook(config)
+
+
+def init_pass_only(config: BertConfig, seed: int) -> FamilyEncoder:
+    """Only the notebook's init draws (ConvBERT's kernels, then ``post_init``), as if building
+    the modules drew nothing."""
+    network = build_network(config, FAMILY, "meta").to_empty(device="cpu")
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for module in network.modules():
+            if isinstance(module, SeparableConv1d):
+                module.depthwise.weight.normal_(0.0, INIT_STD)
+                module.pointwise.weight.normal_(0.0, INIT_STD)
+                module.bias.zero_()
+    _init_paper_notebook(network)
+    return network
+
+
+def after_draws(count: int) -> Callable[[BertConfig, int], FamilyEncoder]:
+    """The published order after ``count`` 32-bit draws taken between the seed and the build
+    (a DataLoader iterator made there takes its base seed from the stream)."""
+
+    def build(config: BertConfig, seed: int) -> FamilyEncoder:
+        torch.manual_seed(seed)
+        torch.empty(count).uniform_()
+        return build_network(config, FAMILY)
+
+    return build
+
+
+WEIGHT_STREAMS: dict[str, Callable[[BertConfig, int], FamilyEncoder]] = {
+    "published order (the repo's build)": published_order,
+    "built twice, the second kept": built_twice,
+    "torch's default inits, no post_init": default_inits_only,
+    "the init pass only": init_pass_only,
+    "1 draw before the build": after_draws(1),
+    "2 draws before the build": after_draws(2),
+    "4 draws before the build": after_draws(4),
+}
 
 
 def forward_only_metrics() -> list[str]:
@@ -146,6 +227,80 @@ def draws_study(
     return out
 
 
+def draw_summary(frames: dict[int, pd.Series], theirs: pd.Series) -> dict:
+    """One metric's values under several draws of one source: their agreement with each
+    other and with the paper's column."""
+    pairs = itertools.combinations(frames, 2)
+    return {
+        "tau_draw_vs_draw_mean": statistics.fmean(tau(frames[a], frames[b])[0] for a, b in pairs),
+        "tau_paper_vs_each_draw": [tau(v, theirs)[0] for v in frames.values()],
+    }
+
+
+def sources_study(
+    entries: list[dict],
+    paper: pd.DataFrame,
+    seeds: list[int],
+    batch_size: int,
+    length: int,
+    base: pd.DataFrame,
+) -> dict:
+    """Which source of randomness the paper's column is sensitive to, one varied at a time
+    from ``base`` (weights and masks from ``seeds[0]``, the test split): the weight draw
+    (masks fixed), the dropout masks (weights fixed), the text (the train split)."""
+    metrics = forward_only_metrics()
+    first = seeds[0]
+    weights, masks = {first: base}, {first: base}
+    for seed in seeds[1:]:
+        print(f"sources: weights from seed {seed}, masks from seed {first}", flush=True)
+        weights[seed] = score(
+            entries, batch_size, length, first, metrics, build=partial(published_order, seed=seed)
+        )
+        print(f"sources: weights from seed {first}, masks from seed {seed}", flush=True)
+        masks[seed] = score(
+            entries, batch_size, length, seed, metrics, build=partial(published_order, seed=first)
+        )
+    print("sources: the train split's text", flush=True)
+    other_text = score(entries, batch_size, length, first, metrics, split="train")
+    out = {}
+    for metric in metrics:
+        theirs = paper.loc[base.index, PAPER_COLUMNS[metric]]
+        out[metric] = {
+            "weights": draw_summary({s: f[metric] for s, f in weights.items()}, theirs),
+            "masks": draw_summary({s: f[metric] for s, f in masks.items()}, theirs),
+            "text": {
+                "tau_between_texts": tau(base[metric], other_text[metric])[0],
+                "tau_paper_vs_other_text": tau(other_text[metric], theirs)[0],
+            },
+        }
+    return out
+
+
+def streams_study(
+    entries: list[dict],
+    paper: pd.DataFrame,
+    seed: int,
+    batch_size: int,
+    length: int,
+    base: pd.DataFrame,
+) -> dict:
+    """Each weight stream's agreement with the paper's columns (masks from ``seed``). Only
+    the notebook's own weights would stand out: measured by ``sources_study``, another text or
+    other masks move a forward metric far less than another weight draw does."""
+    metrics = forward_only_metrics()
+    out = {}
+    for name, stream in WEIGHT_STREAMS.items():
+        if stream is published_order:
+            frame = base
+        else:
+            print(f"streams: {name}", flush=True)
+            frame = score(
+                entries, batch_size, length, seed, metrics, build=partial(stream, seed=seed)
+            )
+        out[name] = {m: tau(frame[m], paper.loc[frame.index, PAPER_COLUMNS[m]])[0] for m in metrics}
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--benchmark", default=str(DATA / "benchmark_dev.json"))
@@ -160,6 +315,19 @@ def main() -> int:
         default=8,
         help="weight draws (seeds SEED .. SEED+N-1) of the forward-only metrics at the "
         "benchmark input, to bound the agreement reachable without the notebook's draw; 0: skip",
+    )
+    ap.add_argument(
+        "--sources",
+        type=int,
+        default=6,
+        help="draws per source (weights, dropout masks; plus one other text) at the benchmark "
+        "input, each varied alone; 0: skip",
+    )
+    ap.add_argument(
+        "--streams",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="score the alternative weight streams (WEIGHT_STREAMS) at the benchmark input",
     )
     ap.add_argument("--out", default=str(ROOT / "experiments" / "out" / "bert_fidelity.json"))
     args = ap.parse_args()
@@ -229,6 +397,27 @@ def main() -> int:
             "seeds": seeds,
             "metrics": draws_study(entries, paper, seeds, batch_size, length, by_seed),
         }
+    if args.sources > 1 or args.streams:
+        batch_size, length = INPUTS["benchmark"]
+        base = by_seed.get(args.seed)
+        if base is None:
+            base = score(entries, batch_size, length, args.seed, forward_only_metrics())
+        where = f"embedded corpus, {batch_size} x {length} tokens"
+        if args.sources > 1:
+            seeds = list(range(args.seed, args.seed + args.sources))
+            result["sources"] = {
+                "input": where,
+                "seeds": seeds,
+                "metrics": sources_study(entries, paper, seeds, batch_size, length, base),
+            }
+        if args.streams:
+            result["weight_streams"] = {
+                "input": where,
+                "seed": args.seed,
+                "tau_with_paper": streams_study(
+                    entries, paper, args.seed, batch_size, length, base
+                ),
+            }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
     names = list(result["inputs"])
@@ -252,6 +441,15 @@ def main() -> int:
             f"{metric}: paper vs the mean of k draws {means}; a draw vs the mean of the "
             f"others {study['tau_draw_vs_mean_of_the_others']:+.3f}"
         )
+    for metric, study in result.get("sources", {}).get("metrics", {}).items():
+        print(
+            f"{metric}: tau between two draws of the weights "
+            f"{study['weights']['tau_draw_vs_draw_mean']:+.3f}, of the masks "
+            f"{study['masks']['tau_draw_vs_draw_mean']:+.3f}; between two texts "
+            f"{study['text']['tau_between_texts']:+.3f}"
+        )
+    for name, taus in result.get("weight_streams", {}).get("tau_with_paper", {}).items():
+        print(f"{name}: " + ", ".join(f"{m} {v:+.3f}" for m, v in taus.items() if m != "params"))
     return 0
 
 
