@@ -1,7 +1,8 @@
 """How closely the paper-notebook networks reproduce the paper's own metric columns.
 
     python experiments/bert_fidelity.py [--limit N] [--inputs benchmark,paper-length]
-        [--seed 0] [--other-seed 1] [--draws 8] [--out experiments/out/bert_fidelity.json]
+        [--seed 0] [--other-seed 1] [--draws 8] [--sources 6] [--streams/--no-streams]
+        [--out experiments/out/bert_fidelity.json]
 
 For each NAS-Bench-BERT dev entry (the first ``--limit`` of the 250, or all; the held-back
 entries are not available and not used), the repo's BERT probe builds the ``paper-notebook``
@@ -16,7 +17,12 @@ the paper's column, which is one such draw. With ``--draws N`` (default 8) it sc
 metrics that read only the forward pass from N seeds at the benchmark input and reports how
 well the mean of k draws agrees with the paper's column, and each draw with the mean of the
 others: the most any implementation that does not reproduce the notebook's own weight draw can
-expect.
+expect. With ``--sources N`` (default 6) it varies one source of randomness at a time from
+the seed's network, masks and text (N weight draws with the masks fixed, N sets of dropout
+masks on fixed weights, the corpus's other text) to show which one the paper's columns are
+sensitive to. ``--streams`` (the default) scores other ways the notebook's run could have
+drawn its weights (``WEIGHT_STREAMS``): the right weights would stand out, since masks and
+text move ``head_confidence`` far less than a weight draw does.
 
 The inputs:
 
