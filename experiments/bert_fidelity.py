@@ -19,7 +19,8 @@ well the mean of k draws agrees with the paper's column, and each draw with the 
 others: the most any implementation that does not reproduce the notebook's own weight draw can
 expect. With ``--sources N`` (default 6) it varies one source of randomness at a time from
 the seed's network, masks and text (N weight draws with the masks fixed, N sets of dropout
-masks on fixed weights, the corpus's other text) to show which one the paper's columns are
+masks on fixed weights, and another text: PTB's test split, ``--other-text``, or the embedded
+corpus's train split where PTB is missing) to show which one the paper's columns are
 sensitive to. ``--streams`` (the default) scores other ways the notebook's run could have
 drawn its weights (``WEIGHT_STREAMS``): the right weights would stand out, since masks and
 text move ``head_confidence`` far less than a weight draw does.
@@ -42,9 +43,11 @@ is about -1e5 for every entry (one eigenvalue that is zero up to rounding).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import math
+import os
 import platform
 import statistics
 import sys
@@ -58,7 +61,7 @@ import torch
 from scipy.stats import kendalltau
 
 from nas_engine.analysis.bert import PAPER_COLUMNS
-from nas_engine.corpus import embedded_corpus
+from nas_engine.corpus import Corpus, embedded_corpus, load_corpus
 from nas_engine.metrics import get_metric
 from search_spaces.bert.config import BertConfig
 from search_spaces.bert.model import INIT_STD
@@ -95,16 +98,17 @@ def score(
     length: int,
     seed: int,
     metrics: list[str] | None = None,
-    split: str = "test",
+    corpus: Corpus | None = None,
     build: Builder | None = None,
 ) -> pd.DataFrame:
     """Our values of ``metrics`` (default: every metric with a paper column) per entry, with
     the network drawn from ``seed`` (or made by ``build``: then the seed draws only the dropout
-    masks), reading the ``split`` of the embedded corpus."""
+    masks), reading the test split of ``corpus`` (default: the embedded corpus)."""
     metrics = list(PAPER_COLUMNS) if metrics is None else metrics
     needs = {"param_count"} | {n for m in metrics for n in get_metric(m, "bert").needs}
+    corpus = embedded_corpus() if corpus is None else corpus
     prober = BertProber(
-        embedded_corpus(), split, batch_size, length, seed, torch.device("cpu"), needs, FAMILY
+        corpus, "test", batch_size, length, seed, torch.device("cpu"), needs, FAMILY
     )
     rows = []
     start = time.perf_counter()
@@ -250,10 +254,11 @@ def sources_study(
     batch_size: int,
     length: int,
     base: pd.DataFrame,
+    other_text: Corpus,
 ) -> dict:
     """Which source of randomness the paper's column is sensitive to, one varied at a time
-    from ``base`` (weights and masks from ``seeds[0]``, the test split): the weight draw
-    (masks fixed), the dropout masks (weights fixed), the text (the train split)."""
+    from ``base`` (weights and masks from ``seeds[0]``, the embedded corpus): the weight draw
+    (masks fixed), the dropout masks (weights fixed), the text (``other_text``)."""
     metrics = forward_only_metrics()
     first = seeds[0]
     weights, masks = {first: base}, {first: base}
@@ -266,8 +271,8 @@ def sources_study(
         masks[seed] = score(
             entries, batch_size, length, seed, metrics, build=partial(published_order, seed=first)
         )
-    print("sources: the train split's text", flush=True)
-    other_text = score(entries, batch_size, length, first, metrics, split="train")
+    print(f"sources: {other_text.description}", flush=True)
+    text = score(entries, batch_size, length, first, metrics, other_text)
     out = {}
     for metric in metrics:
         theirs = paper.loc[base.index, PAPER_COLUMNS[metric]]
@@ -275,8 +280,8 @@ def sources_study(
             "weights": draw_summary({s: f[metric] for s, f in weights.items()}, theirs),
             "masks": draw_summary({s: f[metric] for s, f in masks.items()}, theirs),
             "text": {
-                "tau_between_texts": tau(base[metric], other_text[metric])[0],
-                "tau_paper_vs_other_text": tau(other_text[metric], theirs)[0],
+                "tau_between_texts": tau(base[metric], text[metric])[0],
+                "tau_paper_vs_other_text": tau(text[metric], theirs)[0],
             },
         }
     return out
@@ -328,6 +333,12 @@ def main() -> int:
         default=6,
         help="draws per source (weights, dropout masks; plus one other text) at the benchmark "
         "input, each varied alone; 0: skip",
+    )
+    ap.add_argument(
+        "--other-text",
+        default=str(ROOT.parent / "shared" / "data" / "ptb"),
+        help="corpus folder (its test.txt) of the sources study's other text; the embedded "
+        "corpus's train split where the folder is missing",
     )
     ap.add_argument(
         "--streams",
@@ -411,10 +422,25 @@ def main() -> int:
         where = f"embedded corpus, {batch_size} x {length} tokens"
         if args.sources > 1:
             seeds = list(range(args.seed, args.seed + args.sources))
+            if Path(args.other_text).is_dir():
+                other_text = dataclasses.replace(
+                    load_corpus(args.other_text, "test"),
+                    description=f"text corpus at {os.path.relpath(args.other_text, ROOT)}",
+                )
+            else:  # the same generator's other split: a weaker test of the text
+                embedded = embedded_corpus()
+                other_text = Corpus(
+                    "the embedded corpus's train split",
+                    embedded.vocab,
+                    {"test": embedded.split("train")},
+                )
             result["sources"] = {
                 "input": where,
                 "seeds": seeds,
-                "metrics": sources_study(entries, paper, seeds, batch_size, length, base),
+                "other_text": other_text.description,
+                "metrics": sources_study(
+                    entries, paper, seeds, batch_size, length, base, other_text
+                ),
             }
         if args.streams:
             result["weight_streams"] = {
