@@ -64,7 +64,6 @@ from nas_engine.analysis.bert import PAPER_COLUMNS
 from nas_engine.corpus import Corpus, embedded_corpus, load_corpus
 from nas_engine.metrics import get_metric
 from search_spaces.bert.config import BertConfig
-from search_spaces.bert.model import INIT_STD
 from search_spaces.bert.networks import (
     FamilyEncoder,
     SeparableConv1d,
@@ -157,12 +156,9 @@ def init_pass_only(config: BertConfig, seed: int) -> FamilyEncoder:
     the modules drew nothing."""
     network = build_network(config, FAMILY, "meta").to_empty(device="cpu")
     torch.manual_seed(seed)
-    with torch.no_grad():
-        for module in network.modules():
-            if isinstance(module, SeparableConv1d):
-                module.depthwise.weight.normal_(0.0, INIT_STD)
-                module.pointwise.weight.normal_(0.0, INIT_STD)
-                module.bias.zero_()
+    for module in network.modules():
+        if isinstance(module, SeparableConv1d):
+            module.reset_parameters()
     _init_paper_notebook(network)
     return network
 

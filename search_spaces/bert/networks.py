@@ -239,9 +239,14 @@ class SeparableConv1d(nn.Module):
         self.pointwise = nn.Conv1d(width_in, width_out, 1, bias=False)
         self.bias = nn.Parameter(torch.zeros(width_out, 1))
         if self.bias.device.type != "meta":
-            with torch.no_grad():
-                self.depthwise.weight.normal_(0.0, INIT_STD)
-                self.pointwise.weight.normal_(0.0, INIT_STD)
+            self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """ConvBERT's draw: both kernels normal(0, 0.02), depthwise first; the bias 0."""
+        self.depthwise.weight.normal_(0.0, INIT_STD)
+        self.pointwise.weight.normal_(0.0, INIT_STD)
+        self.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.pointwise(self.depthwise(x.transpose(1, 2))) + self.bias
