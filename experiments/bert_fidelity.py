@@ -217,15 +217,13 @@ def draws_study(
     for metric in metrics:
         table = pd.DataFrame({seed: values[seed][metric] for seed in seeds})
         theirs = paper.loc[table.index, PAPER_COLUMNS[metric]]
-        pairs = itertools.combinations(seeds, 2)
         out[metric] = {
-            "tau_paper_vs_each_draw": [tau(table[s], theirs)[0] for s in seeds],
+            **draw_summary({s: table[s] for s in seeds}, theirs),
             "tau_paper_vs_mean_of_first_k_draws": {
                 k: tau(table[seeds[:k]].mean(axis=1), theirs)[0]
                 for k in sorted({1, 2, 4, len(seeds)})
                 if k <= len(seeds)
             },
-            "tau_draw_vs_draw_mean": statistics.fmean(tau(table[a], table[b])[0] for a, b in pairs),
             "tau_draw_vs_mean_of_the_others": statistics.fmean(
                 tau(table[s], table.drop(columns=s).mean(axis=1))[0] for s in seeds
             ),
